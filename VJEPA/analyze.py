@@ -1,0 +1,323 @@
+"""Phase 2b: temporal structure (period, boundaries, repeats, anomalies) from V-JEPA 2 window embeddings.
+
+    python VJEPA/analyze.py                          # every *_emb.npy in data/factory_001/
+    python VJEPA/analyze.py data/factory_001/rectified_clip_1_emb.npy --min-period-s 6
+    python VJEPA/analyze.py data/factory_001/ --joint   # also one analysis across all clips of the worker
+
+For each X_emb.npy (with X_ts.npy and, optionally, X_emb.json beside it) this writes, beside the clip or
+in --out: X_diagnostics.png, X_analysis.json, X_distance.npy (consecutive cosine distance, [N-1]) and
+X_autocorr.npy (autocorrelation, lag 0..max). The math and every threshold are in VJEPA/structure.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as `python VJEPA/analyze.py`: make the repo root importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np
+
+from fisheye.errors import EgoCleanError, InputError
+from fisheye.files import atomic_output, check_writable, save_npy, write_json
+from VJEPA import plots
+from VJEPA.structure import ClipAnalysis, StructureParams, analyze, analyze_joint
+
+DEFAULT_PATH = "data/factory_001/"
+EMB_SUFFIX, TS_SUFFIX, META_SUFFIX = "_emb.npy", "_ts.npy", "_emb.json"
+RERUN = "rerun python VJEPA/encode.py on the clip"
+
+# Help for every StructureParams field; the command-line options are generated from this table.
+PARAM_HELP = {
+    "min_period_s": "shortest action cycle to look for, seconds",
+    "max_period_s": "longest action cycle to look for, seconds (also capped at clip length / min-cycles)",
+    "min_cycles": "a period is only reported if the clip holds at least this many cycles",
+    "max_lag_fraction": "autocorrelation is computed up to this fraction of the clip length",
+    "n_surrogates": "number of shuffled copies of the clip used to judge whether a period is real",
+    "surrogate_block_s": "block length (s) of that shuffle: must be shorter than any real cycle",
+    "period_alpha": "a period is reported when its confidence is at least 1 - this",
+    "subharmonic_ratio": "prefer a period P/m over P when it explains at least this fraction as well",
+    "robust_z": "how many robust standard deviations (1.4826 * MAD) above the median a peak must rise",
+    "boundary_min_gap_s": "boundaries closer than this (s) are merged",
+    "change_halfwidth_s": "a change point compares the average content this long (s) before and after",
+    "repeat_fraction": "a window repeats when its similarity one period away is this fraction of typical",
+    "min_repeat_cycles": "shortest repetitive segment reported, in periods",
+    "anomaly_exclusion_s": "a window's own neighbourhood (s), ignored when looking for its best match",
+    "anomaly_z": "robust z-score of the smoothed novelty above which a span is anomalous",
+    "anomaly_smooth_s": "moving-average length (s) applied to the novelty before thresholding",
+    "anomaly_min_span_s": "shortest anomalous span reported, seconds",
+    "match_min_span_s": "shortest cross-clip match reported with --joint, seconds",
+    "max_plot_windows": "the similarity image is averaged down to at most this many rows",
+    "seed": "random seed of the shuffles: the same input gives the same output",
+}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Reading
+
+
+def find_embeddings(paths: Sequence[str]) -> list[Path]:
+    """Expand folders (every *_emb.npy inside, not recursive) and check that files are _emb.npy files."""
+    found: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            inside = sorted(path.glob(f"*{EMB_SUFFIX}"))
+            if not inside:
+                raise InputError(
+                    f"{path}: no *{EMB_SUFFIX} file in this folder; run python VJEPA/encode.py first"
+                )
+            found += inside
+        elif not path.exists():
+            raise InputError(f"{path}: no such file or folder; give a folder or an *{EMB_SUFFIX} file")
+        elif not path.name.endswith(EMB_SUFFIX):
+            raise InputError(f"{path}: not an embedding file; give a folder or an *{EMB_SUFFIX} file")
+        else:
+            found.append(path)
+    return found
+
+
+def clip_stem(emb_path: Path) -> str:
+    return emb_path.name[: -len(EMB_SUFFIX)]
+
+
+def _load_array(path: Path) -> np.ndarray:
+    if not path.is_file():
+        raise InputError(f"{path}: missing; {RERUN}")
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise InputError(f"{path}: not a readable .npy file ({exc}); {RERUN}") from exc
+
+
+def load_clip(emb_path: Path) -> tuple[np.ndarray, np.ndarray, dict[str, Any] | None]:
+    """Read and check X_emb.npy [N, D], X_ts.npy [N] and the optional X_emb.json of one clip."""
+    emb = _load_array(emb_path)
+    ts_path = emb_path.with_name(clip_stem(emb_path) + TS_SUFFIX)
+    if emb.ndim != 2 or emb.shape[0] == 0 or emb.shape[1] == 0:
+        raise InputError(f"{emb_path}: expected a 2-D array [windows, dim], got shape {emb.shape}; {RERUN}")
+    if not np.issubdtype(emb.dtype, np.number) or not np.all(np.isfinite(emb)):
+        raise InputError(f"{emb_path}: holds NaN, inf or non-numbers; {RERUN}")
+    if len(emb) < 4:
+        raise InputError(f"{emb_path}: only {len(emb)} windows, need at least 4; encode a longer clip")
+    if np.any(np.linalg.norm(emb, axis=1) == 0):
+        raise InputError(f"{emb_path}: a window's embedding is all zeros; {RERUN}")
+    ts = _load_array(ts_path)
+    if ts.ndim != 1:
+        raise InputError(
+            f"{ts_path}: expected a 1-D array of window start times, got shape {ts.shape}; {RERUN}"
+        )
+    if not np.issubdtype(ts.dtype, np.number) or not np.all(np.isfinite(ts)):
+        raise InputError(f"{ts_path}: holds NaN, inf or non-numbers; {RERUN}")
+    if len(ts) != len(emb):
+        raise InputError(
+            f"{ts_path}: {len(ts)} timestamps but {emb_path.name} has {len(emb)} windows; {RERUN}"
+        )
+    if np.any(np.diff(ts) <= 0):
+        raise InputError(f"{ts_path}: timestamps are not strictly increasing; {RERUN}")
+    meta_path = emb_path.with_name(clip_stem(emb_path) + META_SUFFIX)
+    meta = None
+    if meta_path.is_file():
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, ValueError) as exc:
+            raise InputError(f"{meta_path}: not valid JSON ({exc}); delete it or {RERUN}") from exc
+    return emb.astype(np.float32, copy=False), ts.astype(np.float64), meta
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Writing (each file under a temporary name, renamed when complete)
+
+
+def _save_npy(path: Path, array: np.ndarray) -> Path:
+    save_npy(path, array)
+    return path
+
+
+def _save_json(path: Path, record: dict[str, Any]) -> Path:
+    write_json(path, record)
+    return path
+
+
+def _save_png(path: Path, figure: Any) -> Path:
+    with atomic_output(path) as tmp, open(tmp, "wb") as handle:
+        plots.save_figure(figure, handle)
+    return path
+
+
+def analysis_record(
+    analysis: ClipAnalysis, emb_path: Path, params: StructureParams, meta: dict[str, Any] | None
+) -> dict[str, Any]:
+    """The JSON written for one clip."""
+    record: dict[str, Any] = {
+        "source": str(emb_path),
+        "n_windows": analysis.n_windows,
+        "stride_s": analysis.stride_s,
+        "period_s": analysis.period.period_s,
+        "period_confidence": analysis.period.period_confidence,
+        "n_cycles": analysis.n_cycles,
+        "boundaries_s": analysis.boundaries_s,
+        "change_points_s": analysis.change_points_s,
+        "repeats": [dataclasses.asdict(span) for span in analysis.repeats],
+        "anomalies": [dataclasses.asdict(span) for span in analysis.anomalies],
+        "thresholds": analysis.thresholds,
+        "params": dataclasses.asdict(params),
+    }
+    if meta is not None:
+        record["encoder"] = meta
+    return record
+
+
+def write_clip_outputs(
+    analysis: ClipAnalysis,
+    emb_path: Path,
+    out_dir: Path,
+    params: StructureParams,
+    meta: dict[str, Any] | None,
+) -> dict[str, Path]:
+    stem = clip_stem(emb_path)
+    return {
+        "json": _save_json(
+            out_dir / f"{stem}_analysis.json", analysis_record(analysis, emb_path, params, meta)
+        ),
+        "distance": _save_npy(out_dir / f"{stem}_distance.npy", analysis.distance),
+        "autocorr": _save_npy(out_dir / f"{stem}_autocorr.npy", analysis.autocorr),
+        "png": _save_png(out_dir / f"{stem}_diagnostics.png", plots.clip_figure(analysis, stem)),
+    }
+
+
+def _output_dir(emb_path: Path, out: Path | None) -> Path:
+    return _ensure_dir(out if out is not None else emb_path.parent)
+
+
+def _ensure_dir(out_dir: Path) -> Path:
+    check_writable(out_dir)
+    return out_dir
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Python entry points
+
+
+def analyze_clip(
+    emb_path: str | Path, out_dir: str | Path | None = None, params: StructureParams | None = None
+) -> dict[str, Any]:
+    """Analyse one X_emb.npy, write its outputs, return the JSON record plus an "outputs" map of paths."""
+    params = params or StructureParams()
+    emb_path = Path(emb_path)
+    emb, ts, meta = load_clip(emb_path)
+    analysis = analyze(emb, ts, params)
+    outputs = write_clip_outputs(analysis, emb_path, _output_dir(emb_path, _opt_path(out_dir)), params, meta)
+    record = analysis_record(analysis, emb_path, params, meta)
+    return {
+        **record,
+        "summary": plots.summary_line(analysis),
+        "outputs": {k: str(v) for k, v in outputs.items()},
+    }
+
+
+def analyze_clips_jointly(
+    emb_paths: Sequence[str | Path], out_dir: str | Path | None = None, params: StructureParams | None = None
+) -> dict[str, Any]:
+    """Analyse several clips of one worker together; per-clip outputs plus joint_analysis.json/.png."""
+    params = params or StructureParams()
+    paths = [Path(p) for p in emb_paths]
+    clips = [load_clip(p) for p in paths]  # every input checked before anything is written
+    if len({emb.shape[1] for emb, _, _ in clips}) != 1:
+        dims = ", ".join(f"{p.name}: {emb.shape[1]}" for p, (emb, _, _) in zip(paths, clips, strict=True))
+        raise InputError(f"embedding dimensions differ ({dims}); encode all clips with the same model")
+    joint = analyze_joint([c[0] for c in clips], [c[1] for c in clips], params)
+    per_clip = []
+    for path, (_, _, meta), analysis in zip(paths, clips, joint.clips, strict=True):
+        outputs = write_clip_outputs(analysis, path, _output_dir(path, _opt_path(out_dir)), params, meta)
+        record = analysis_record(analysis, path, params, meta)
+        per_clip.append({**record, "summary": plots.summary_line(analysis), "outputs": outputs})
+    common = _opt_path(out_dir) or Path(os.path.commonpath([str(p.resolve().parent) for p in paths]))
+    names = [clip_stem(p) for p in paths]
+    joint_record = {
+        "sources": [str(p) for p in paths],
+        "match_threshold": joint.match_threshold,
+        "matches": [
+            {**dataclasses.asdict(m), "clip_a": names[m.clip_a], "clip_b": names[m.clip_b]}
+            for m in joint.matches
+        ],
+        "clips": [
+            {k: v for k, v in r.items() if k not in ("params", "outputs", "summary")} for r in per_clip
+        ],
+        "params": dataclasses.asdict(params),
+    }
+    _ensure_dir(common)
+    json_path = _save_json(common / "joint_analysis.json", joint_record)
+    png_path = _save_png(common / "joint_diagnostics.png", plots.joint_figure(joint, names))
+    for r in per_clip:
+        r["outputs"] = {k: str(v) for k, v in r["outputs"].items()}
+    return {**joint_record, "per_clip": per_clip, "outputs": {"json": str(json_path), "png": str(png_path)}}
+
+
+def _opt_path(value: str | Path | None) -> Path | None:
+    return None if value is None else Path(value)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Command line
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python VJEPA/analyze.py",
+        description=__doc__.split("\n\n")[0]
+        + " Reads X_emb.npy + X_ts.npy written by VJEPA/encode.py; writes a diagnostic figure, a JSON "
+        "summary and the raw signals beside each clip.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "paths", nargs="*", default=[DEFAULT_PATH], help="folders (every *_emb.npy inside) or *_emb.npy files"
+    )
+    parser.add_argument(
+        "--joint", action="store_true", help="also analyse all clips together (joint_analysis.json/.png)"
+    )
+    parser.add_argument("--out", type=Path, default=None, help="output folder (default: beside each clip)")
+    for param in dataclasses.fields(StructureParams):
+        parser.add_argument(
+            "--" + param.name.replace("_", "-"),
+            type=type(param.default),
+            default=param.default,
+            help=PARAM_HELP[param.name],
+        )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    params = StructureParams(**{f.name: getattr(args, f.name) for f in dataclasses.fields(StructureParams)})
+    try:
+        emb_paths = find_embeddings(args.paths)
+        if args.joint:
+            result = analyze_clips_jointly(emb_paths, args.out, params)
+            for clip in result["per_clip"]:
+                print(f"{clip_stem(Path(clip['source']))}: {clip['n_windows']} windows, {clip['summary']}")
+                print("  " + "  ".join(clip["outputs"].values()))
+            print(f"joint: {len(result['matches'])} cross-clip matches")
+            print("  " + "  ".join(result["outputs"].values()))
+        else:
+            for path in emb_paths:  # check every input before writing anything
+                load_clip(path)
+            for path in emb_paths:
+                result = analyze_clip(path, args.out, params)
+                print(f"{clip_stem(path)}: {result['n_windows']} windows, {result['summary']}")
+                print("  " + "  ".join(result["outputs"].values()))
+    except EgoCleanError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

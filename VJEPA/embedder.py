@@ -1,0 +1,234 @@
+"""Load a V-JEPA 2 encoder through transformers and turn streamed window batches into embeddings.
+
+One embedding per window = the mean of all its patch tokens from `model.get_vision_features` (the encoder
+only; the predictor never runs): [T/2 * (crop/16)^2, D] -> [D]. With crop mode "three" the three crops are
+embedded separately and their embeddings averaged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import AutoConfig, AutoModel, VJEPA2VideoProcessor
+from transformers.utils import logging as hf_logging
+
+from fisheye.errors import EgoCleanError
+from fisheye.video import Frame
+from VJEPA.preprocess import CropMode, PreprocessSpec
+from VJEPA.stream import StreamStats, iter_window_batches
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+class ModelError(EgoCleanError):
+    """The model's weights cannot be found, or the model does not fit the preprocessing or settings."""
+
+
+@dataclass
+class Encoder:
+    """A loaded V-JEPA 2 model in eval mode, with what preprocessing it needs."""
+
+    model: torch.nn.Module
+    model_id: str  # Hub id or local folder, as given
+    random_init: bool  # True for a test model with random weights (config flag egoclean_random_init)
+    spec: PreprocessSpec
+    tubelet_size: int
+    hidden_size: int
+    device: torch.device
+    dtype: torch.dtype
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """Device for a name: auto = cuda if available, then mps, then cpu; else torch.device(name)."""
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    """Dtype for a name: auto = float16 on CUDA, float32 elsewhere; else bfloat16, float16 or float32."""
+    if name == "auto":
+        return torch.float16 if device.type == "cuda" else torch.float32
+    if name not in DTYPES:
+        raise ModelError(f"dtype {name!r} is not one of {sorted(DTYPES)} or auto")
+    return DTYPES[name]
+
+
+def _looks_local(model_id: str) -> bool:
+    return Path(model_id).exists() or model_id.startswith((".", "/", "~")) or model_id.count("/") > 1
+
+
+def _how_to_get(model_id: str) -> str:
+    if _looks_local(model_id):
+        return f"model folder {model_id}: not found or has no config.json; pass --model a saved model folder"
+    return (
+        f"model {model_id} is not in the Hugging Face cache and cannot be downloaded here: run "
+        f"`huggingface-cli download {model_id}` on a machine with internet (or copy its cache), "
+        "or pass --model /path/to/folder"
+    )
+
+
+def load_preprocess_spec(model_id: str, crop_size: int) -> PreprocessSpec:
+    """Size, mean and std from the model's processor config if any, else the defaults for `crop_size`."""
+    try:
+        processor = VJEPA2VideoProcessor.from_pretrained(model_id)
+    except (OSError, ValueError):
+        return PreprocessSpec.for_crop(crop_size)
+    processor_crop = processor.crop_size.height
+    if processor.crop_size.width != processor_crop or processor.size.shortest_edge is None:
+        raise ModelError(
+            f"{model_id}: processor config wants a non-square crop or no shortest edge; not supported"
+        )
+    return PreprocessSpec(
+        crop_size=processor_crop,
+        shortest_edge=processor.size.shortest_edge,
+        mean=tuple(processor.image_mean),
+        std=tuple(processor.image_std),
+    )
+
+
+def load_encoder(model_id: str, device: str = "auto", dtype: str = "auto") -> Encoder:
+    """Load a V-JEPA 2 checkpoint (Hub id or local folder) with SDPA attention, in eval mode.
+
+    Raises ModelError when no weights are reachable, when the checkpoint is not V-JEPA 2, or when its
+    processor's crop size differs from the model's crop size (RoPE positions come from config.crop_size).
+    """
+    hf_logging.disable_progress_bar()
+    torch_device = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, torch_device)
+    if _looks_local(model_id) and not (Path(model_id).expanduser() / "config.json").is_file():
+        raise ModelError(_how_to_get(model_id))
+    try:
+        # The cache first: no network round trip (or retries when offline) for a model already downloaded.
+        config = AutoConfig.from_pretrained(model_id, local_files_only=True)
+    except (OSError, ValueError):
+        try:
+            config = AutoConfig.from_pretrained(model_id)
+        except (OSError, ValueError) as err:
+            raise ModelError(_how_to_get(model_id)) from err
+    if config.model_type != "vjepa2":
+        raise ModelError(f"{model_id} is a {config.model_type!r} model, not V-JEPA 2 (vjepa2)")
+    spec = load_preprocess_spec(model_id, config.crop_size)
+    if spec.crop_size != config.crop_size:
+        raise ModelError(
+            f"{model_id}: processor crops {spec.crop_size} px but the model's RoPE positions are built for "
+            f"{config.crop_size} px (config.crop_size); fix the processor config to match"
+        )
+    try:
+        model = AutoModel.from_pretrained(model_id, attn_implementation="sdpa", dtype=torch_dtype)
+    except (OSError, ValueError) as err:
+        raise ModelError(_how_to_get(model_id)) from err
+    model.to(torch_device).eval()
+    return Encoder(
+        model=model,
+        model_id=model_id,
+        random_init=bool(getattr(config, "egoclean_random_init", False)),
+        spec=spec,
+        tubelet_size=config.tubelet_size,
+        hidden_size=config.hidden_size,
+        device=torch_device,
+        dtype=torch_dtype,
+    )
+
+
+def embed_pixels(encoder: Encoder, pixels: torch.Tensor) -> torch.Tensor:
+    """[B, V, T, 3, crop, crop] -> float32 [B, D] on the host: mean over tokens, then over the V crops."""
+    n_windows, n_views, n_frames, _, height, width = pixels.shape
+    crop = encoder.spec.crop_size
+    if (height, width) != (crop, crop):
+        raise ModelError(f"input is {height}x{width} px but the model wants {crop}x{crop} (config.crop_size)")
+    if n_frames % encoder.tubelet_size:
+        raise ModelError(
+            f"window of {n_frames} frames is not a multiple of the tubelet size {encoder.tubelet_size}"
+        )
+    with torch.inference_mode():
+        tokens = encoder.model.get_vision_features(pixels.flatten(0, 1))  # [B*V, tokens, D]
+        embeddings = tokens.mean(dim=1, dtype=torch.float32).view(n_windows, n_views, -1).mean(dim=1)
+    return embeddings.cpu()
+
+
+@dataclass(frozen=True)
+class WindowEmbeddings:
+    """embeddings: float32 [N, D]; start_indices: int64 [N]; start_times_s: float64 [N]; stream stats."""
+
+    embeddings: np.ndarray
+    start_indices: np.ndarray
+    start_times_s: np.ndarray
+    stats: StreamStats
+
+
+def embed_frames(
+    encoder: Encoder,
+    frames: Iterable[Frame],
+    window: int,
+    stride_frames: int,
+    frame_step: int = 1,
+    crop_mode: CropMode = "center",
+    batch_size: int = 8,
+    progress: Callable[[int], None] | None = None,
+) -> WindowEmbeddings:
+    """Embed every full window of `frames`; `progress(n)` is called with the windows done after each batch."""
+    stats = StreamStats()
+    chunks: list[np.ndarray] = []
+    starts: list[np.ndarray] = []
+    times_s: list[np.ndarray] = []
+    batches = iter_window_batches(
+        frames,
+        encoder.spec,
+        window,
+        stride_frames,
+        frame_step,
+        crop_mode,
+        batch_size,
+        encoder.device,
+        encoder.dtype,
+        stats,
+    )
+    for batch in batches:
+        chunks.append(embed_pixels(encoder, batch.pixels).numpy())
+        starts.append(batch.start_indices)
+        times_s.append(batch.start_times_s)
+        if progress is not None:
+            progress(len(batch.start_indices))
+    dim = encoder.hidden_size
+    return WindowEmbeddings(
+        embeddings=np.concatenate(chunks) if chunks else np.zeros((0, dim), np.float32),
+        start_indices=np.concatenate(starts) if starts else np.zeros(0, np.int64),
+        start_times_s=np.concatenate(times_s) if times_s else np.zeros(0, np.float64),
+        stats=stats,
+    )
+
+
+def model_description(encoder: Encoder) -> dict[str, object]:
+    """What the JSON sidecar records about the model."""
+    return {
+        "model": encoder.model_id,
+        "random_init": encoder.random_init,
+        "hidden_size": encoder.hidden_size,
+        "crop_size": encoder.spec.crop_size,
+        "shortest_edge": encoder.spec.shortest_edge,
+        "dtype": str(encoder.dtype).removeprefix("torch."),
+        "device": str(encoder.device),
+    }
+
+
+__all__ = [
+    "Encoder",
+    "ModelError",
+    "WindowEmbeddings",
+    "embed_frames",
+    "embed_pixels",
+    "load_encoder",
+    "load_preprocess_spec",
+    "model_description",
+    "resolve_device",
+    "resolve_dtype",
+]

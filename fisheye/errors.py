@@ -1,0 +1,32 @@
+"""Exceptions raised where bad input is first seen; each CLI turns them into one clear line.
+
+Every message names the file or setting at fault, what is wrong with it, and what to do.
+"""
+
+
+class EgoCleanError(Exception):
+    """Base class: the message is the whole one-line explanation shown to the user."""
+
+
+class CalibrationError(EgoCleanError):
+    """intrinsics.json is missing, malformed, or has a field out of range."""
+
+
+class VideoError(EgoCleanError):
+    """A video file is missing, truncated, undecodable, or not what its sidecar says."""
+
+
+class FetchError(EgoCleanError):
+    """The dataset could not be listed or downloaded (network, unknown worker or clip)."""
+
+
+class AuthError(FetchError):
+    """No token, a wrong token, or the dataset's terms not yet accepted."""
+
+
+class OutputError(EgoCleanError):
+    """An output folder is not writable, or the disk is full."""
+
+
+class InputError(EgoCleanError):
+    """A data file other than video (embeddings, timestamps, settings) is missing or malformed."""

@@ -1,0 +1,92 @@
+"""Writing outputs safely: under a temporary name in the same folder, renamed into place when complete.
+
+An interrupted run therefore never leaves a half-written file under a final name, and a rerun can trust
+every final file it finds. Temporary files are `NAME.partial.EXT` (the extension kept so that tools which
+pick a format by extension, such as FFmpeg's muxers, still work).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from fisheye.errors import OutputError
+
+PARTIAL_TAG = ".partial"
+
+
+def partial_path(final: Path) -> Path:
+    """rectified_clip_1.mp4 -> rectified_clip_1.partial.mp4"""
+    return final.with_name(final.stem + PARTIAL_TAG + final.suffix)
+
+
+def is_partial(path: Path) -> bool:
+    return PARTIAL_TAG in path.name
+
+
+@contextlib.contextmanager
+def atomic_output(final: str | Path) -> Iterator[Path]:
+    """Yield a temporary path to write; on success it is renamed to `final`, on failure deleted.
+
+    OSErrors such as a full disk or a read-only folder become one-line OutputErrors naming the file.
+    """
+    final = Path(final)
+    tmp = partial_path(final)
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        yield tmp
+        os.replace(tmp, final)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise output_error(final, err) from err
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def output_error(path: Path, err: OSError) -> OutputError:
+    if err.errno == errno.ENOSPC:
+        return OutputError(
+            f"{path}: disk full; free some space or choose another --out folder, then rerun "
+            "(finished files are kept)"
+        )
+    if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return OutputError(f"{path.parent}: cannot write there ({err.strerror}); choose another --out folder")
+    return OutputError(f"{path}: cannot write ({err.strerror or err}); check the folder and the disk")
+
+
+def write_json(final: str | Path, data: object) -> None:
+    with atomic_output(final) as tmp:
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def save_npy(final: str | Path, array: np.ndarray) -> None:
+    with atomic_output(final) as tmp, open(tmp, "wb") as f:  # a handle: np.save would append .npy to a path
+        np.save(f, array)
+
+
+def check_writable(folder: Path) -> None:
+    """Fail early, before any download, if `folder` cannot be created or written."""
+    probe = folder / ".egoclean-write-test"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise output_error(probe, err) from err
+
+
+def check_free_space(folder: Path, needed_bytes: int, what: str) -> None:
+    free = shutil.disk_usage(folder).free
+    if free < needed_bytes:
+        raise OutputError(
+            f"{folder}: {free / 1e9:.1f} GB free but {what} needs about {needed_bytes / 1e9:.1f} GB; "
+            "free some space or choose another --out folder"
+        )

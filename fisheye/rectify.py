@@ -1,0 +1,153 @@
+"""Rectify a fisheye video to a pinhole video: decode, remap, encode, streamed and overlapped.
+
+Frames stay in yuv420p from decoder to encoder: the full-size Y plane and the half-size U and V planes are
+remapped separately (FACTS.md section 3: half the bytes of BGR and no colour conversions). Maps are built once
+per clip. Decoding, remapping and encoding run in three threads joined by small bounded queues, so the stages
+overlap on the cores (FFmpeg and OpenCV release the GIL) and memory stays flat whatever the clip length.
+
+Public API:
+    PlaneRemapper(calib, camera)(yuv420p) -> yuv420p       (pure: array in, array out)
+    rectify_video(src, dst, calib, camera, encoder, progress) -> RectifyStats
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from fisheye.camera import FisheyeCalibration, PinholeCamera, yuv420_plane_maps
+from fisheye.errors import VideoError
+from fisheye.video import Frame, VideoInfo, VideoWriter, iter_frames, prefetch, probe
+
+QUEUE_FRAMES = 8  # frames buffered between stages: enough to absorb jitter, small enough to keep memory flat
+BLACK_Y, NEUTRAL_UV = (
+    16,
+    128,
+)  # limited-range black, for output pixels outside the lens (only with a wide --hfov)
+
+
+@dataclass(frozen=True)
+class EncoderSettings:
+    codec: str = "h264"  # "h264" (libx264) or "h265" (libx265)
+    crf: int = 18
+    preset: str = "veryfast"
+
+
+@dataclass(frozen=True)
+class RectifyStats:
+    frames: int
+    first_pts: int
+    last_pts: int
+    source: VideoInfo
+    preview_rgb: tuple[np.ndarray, np.ndarray] | None  # (fisheye, rectified) RGB of the middle frame
+
+
+class PlaneRemapper:
+    """Remaps yuv420p frames [H*3/2, W] of the source fisheye size to the rectified camera's size."""
+
+    def __init__(self, calib: FisheyeCalibration, camera: PinholeCamera) -> None:
+        self.src_size = (calib.width, calib.height)
+        self.out_size = (camera.width, camera.height)
+        (self.y_map_x, self.y_map_y), (self.c_map_x, self.c_map_y) = yuv420_plane_maps(calib, camera)
+
+    @staticmethod
+    def planes(yuv: np.ndarray, width: int, height: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Views of the Y [H, W], U and V [H/2, W/2] planes inside a packed yuv420p array [H*3/2, W]."""
+        flat = yuv.reshape(-1)
+        y_size, c_size = width * height, (width // 2) * (height // 2)
+        return (
+            flat[:y_size].reshape(height, width),
+            flat[y_size : y_size + c_size].reshape(height // 2, width // 2),
+            flat[y_size + c_size :].reshape(height // 2, width // 2),
+        )
+
+    def __call__(self, yuv: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        W, H = self.out_size
+        if yuv.shape != (self.src_size[1] * 3 // 2, self.src_size[0]):
+            raise ValueError(
+                f"expected a yuv420p array of shape {(self.src_size[1] * 3 // 2, self.src_size[0])}, "
+                f"got {yuv.shape}"
+            )
+        out = np.empty((H * 3 // 2, W), np.uint8) if out is None else out
+        y, u, v = self.planes(yuv, *self.src_size)
+        oy, ou, ov = self.planes(out, W, H)
+        cv2.remap(y, self.y_map_x, self.y_map_y, cv2.INTER_LINEAR, dst=oy, borderValue=BLACK_Y)
+        cv2.remap(u, self.c_map_x, self.c_map_y, cv2.INTER_LINEAR, dst=ou, borderValue=NEUTRAL_UV)
+        cv2.remap(v, self.c_map_x, self.c_map_y, cv2.INTER_LINEAR, dst=ov, borderValue=NEUTRAL_UV)
+        return out
+
+
+def yuv420p_to_rgb(yuv: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(yuv, cv2.COLOR_YUV2RGB_I420)
+
+
+def rectify_video(
+    src: str | Path,
+    dst: str | Path,
+    calib: FisheyeCalibration,
+    camera: PinholeCamera,
+    encoder: EncoderSettings = EncoderSettings(),
+    progress: Callable[[int], None] | None = None,
+) -> RectifyStats:
+    """Rectify every frame of `src` into `dst` (an MP4), keeping each frame's timestamp.
+
+    calib: the lens, at any calibration size (scaled here to the video's size).
+    camera: the rectified pinhole camera (its size is the output size).
+    progress: called with the number of frames finished since the last call.
+    """
+    src, dst = Path(src), Path(dst)
+    info = probe(src)
+    if info.width % 2 or info.height % 2:
+        raise VideoError(
+            f"{src}: frame size {info.width}x{info.height} is odd; yuv420p video needs even sizes"
+        )
+    remap = PlaneRemapper(calib.scaled_to(info.width, info.height), camera)
+    preview_index = info.n_frames // 2
+
+    def remap_frames(frames: Iterator[Frame]) -> Iterator[tuple[Frame, np.ndarray]]:
+        for frame in frames:
+            yield frame, remap(frame.data)
+
+    # three stages on three threads: decode | remap | encode (here)
+    stages = prefetch(remap_frames(prefetch(iter_frames(src, "yuv420p"), QUEUE_FRAMES)), QUEUE_FRAMES)
+    frames, first_pts, last_pts, preview = 0, 0, 0, None
+    writer = VideoWriter(
+        dst,
+        camera.width,
+        camera.height,
+        info.rate,
+        info.time_base,
+        codec=encoder.codec,
+        crf=encoder.crf,
+        preset=encoder.preset,
+        color=info.color,
+    )
+    try:
+        for source, yuv in stages:
+            writer.write(yuv, source.pts)
+            if source.index == preview_index:
+                preview = (yuv420p_to_rgb(source.data), yuv420p_to_rgb(yuv))
+            first_pts = source.pts if source.index == 0 else first_pts
+            last_pts = source.pts
+            frames += 1
+            if progress and frames % 10 == 0:
+                progress(10)
+        writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    finally:
+        stages.close()  # stops the stage threads if the encoder failed
+    if progress and frames % 10:
+        progress(frames % 10)
+    if frames == 0:
+        raise VideoError(
+            f"{src}: no frame could be decoded; the file is corrupt: delete it and fetch it again"
+        )
+    return RectifyStats(
+        frames=frames, first_pts=first_pts, last_pts=last_pts, source=info, preview_rgb=preview
+    )

@@ -1,0 +1,169 @@
+"""VJEPA/analyze.py: files written, their contents, --joint, and one-line errors on bad input."""
+
+from __future__ import annotations
+
+import json
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests import synthetic_embeddings as se
+from VJEPA import analyze as cli
+from VJEPA.structure import StructureParams
+
+REPO = Path(__file__).resolve().parents[1]
+OUTPUT_SUFFIXES = ("_diagnostics.png", "_analysis.json", "_distance.npy", "_autocorr.npy")
+
+
+def _write_clip(folder: Path, stem: str, emb: np.ndarray, ts: np.ndarray, meta: dict | None = None) -> Path:
+    np.save(folder / f"{stem}_emb.npy", emb)
+    np.save(folder / f"{stem}_ts.npy", ts)
+    if meta is not None:
+        (folder / f"{stem}_emb.json").write_text(json.dumps(meta))
+    return folder / f"{stem}_emb.npy"
+
+
+def _png_size(path: Path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
+    return struct.unpack(">II", data[16:24])
+
+
+def _outputs(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.name.endswith(OUTPUT_SUFFIXES) or ".partial" in p.name)
+
+
+def test_script_writes_every_output(tmp_path: Path) -> None:
+    emb = se.with_anomaly(se.periodic(120, 64, 10.0, 1.0, seed=1), 70, 10, seed=1)
+    meta = {"model": "facebook/vjepa2-vitl-fpc64-256", "fps": 30.0}
+    _write_clip(tmp_path, "clip_1", emb, se.timestamps(120), meta)
+    run = subprocess.run(
+        [sys.executable, "VJEPA/analyze.py", str(tmp_path), "--min-period-s", "5", "--seed", "3"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "clip_1" in run.stdout and "clip_1_analysis.json" in run.stdout
+
+    width, height = _png_size(tmp_path / "clip_1_diagnostics.png")
+    assert 800 <= width <= 3000 and 600 <= height <= 3000
+
+    record = json.loads((tmp_path / "clip_1_analysis.json").read_text())
+    assert record["period_s"] == pytest.approx(10.0, abs=1.0)
+    assert 0.0 <= record["period_confidence"] <= 1.0
+    assert record["n_windows"] == 120
+    assert record["source"].endswith("clip_1_emb.npy")
+    assert record["encoder"] == meta
+    assert all(isinstance(t, float) for t in record["boundaries_s"]) and record["boundaries_s"]
+    assert all(set(r) == {"start_s", "end_s", "period_s"} for r in record["repeats"])
+    assert [set(a) for a in record["anomalies"]] == [{"start_s", "end_s", "score"}]
+    assert record["params"]["min_period_s"] == 5.0 and record["params"]["seed"] == 3
+    assert set(record["params"]) == set(StructureParams.__dataclass_fields__)
+
+    assert np.load(tmp_path / "clip_1_distance.npy").shape == (119,)
+    autocorr = np.load(tmp_path / "clip_1_autocorr.npy")
+    assert autocorr[0] == pytest.approx(1.0) and 1 < len(autocorr) < 120
+    assert not list(tmp_path.glob("*.partial*"))
+
+
+def test_help_shows_every_setting_with_its_default() -> None:
+    text = " ".join(cli.build_parser().format_help().split())  # undo line wrapping
+    for name, field in StructureParams.__dataclass_fields__.items():
+        assert f"--{name.replace('_', '-')}" in text
+        assert f"(default: {field.default})" in text
+    assert "--joint" in text and "--out" in text
+
+
+def test_joint_on_two_clips_and_out_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    clip_a = se.change_point(150, 64, 70, 0.5, seed=1)
+    clip_b = se.change_point(120, 64, 50, 0.5, seed=2)
+    clip_b[30:70] = clip_a[90:130]
+    paths = [
+        _write_clip(tmp_path, "a", clip_a, se.timestamps(150)),
+        _write_clip(tmp_path, "b", clip_b, se.timestamps(120)),
+    ]
+    out = tmp_path / "out"
+    assert cli.main([str(p) for p in paths] + ["--joint", "--out", str(out)]) == 0
+    assert "joint:" in capsys.readouterr().out
+    joint = json.loads((out / "joint_analysis.json").read_text())
+    assert [c["n_windows"] for c in joint["clips"]] == [150, 120]
+    copied = [m for m in joint["matches"] if abs(m["start_a_s"] - 90) <= 2 and abs(m["end_a_s"] - 130) <= 2]
+    assert len(copied) == 1 and copied[0]["clip_a"] == "a" and copied[0]["clip_b"] == "b"
+    assert copied[0]["start_b_s"] == pytest.approx(30, abs=2) and copied[0]["end_b_s"] == pytest.approx(
+        70, abs=2
+    )
+    assert _png_size(out / "joint_diagnostics.png")[0] >= 800
+    for stem in ("a", "b"):
+        for suffix in OUTPUT_SUFFIXES:
+            assert (out / f"{stem}{suffix}").is_file()
+    assert not _outputs(tmp_path)  # --out: nothing beside the clips
+
+
+def test_python_entry_point(tmp_path: Path) -> None:
+    path = _write_clip(tmp_path, "c", se.pure_noise(80, 32, seed=0), se.timestamps(80))
+    result = cli.analyze_clip(path, params=StructureParams(seed=1))
+    assert result["period_s"] is None and result["n_windows"] == 80
+    assert Path(result["outputs"]["json"]).is_file()
+
+
+def _corrupt(folder: Path, case: str) -> list[str]:
+    """Write one bad input (plus a good clip before it) and return the command-line arguments."""
+    good = _write_clip(folder, "good", se.pure_noise(40, 16, seed=0), se.timestamps(40))
+    emb, ts = se.pure_noise(40, 16, seed=1), se.timestamps(40)
+    bad = folder / "bad_emb.npy"
+    if case == "missing":
+        return [str(good), str(bad)]
+    if case == "missing_ts":
+        np.save(bad, emb)
+        return [str(good), str(bad)]
+    if case == "empty":
+        bad.write_bytes(b"")
+        np.save(folder / "bad_ts.npy", ts)
+    elif case == "nan":
+        emb[5, 3] = np.nan
+        _write_clip(folder, "bad", emb, ts)
+    elif case == "mismatched":
+        _write_clip(folder, "bad", emb, ts[:-3])
+    elif case == "wrong_dim":
+        _write_clip(folder, "bad", emb[:, 0], ts)
+    elif case == "unsorted":
+        _write_clip(folder, "bad", emb, ts[::-1].copy())
+    elif case == "no_emb_in_folder":
+        empty = folder / "empty"
+        empty.mkdir()
+        return [str(good), str(empty)]
+    return [str(good), str(bad)]
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["missing", "missing_ts", "empty", "nan", "mismatched", "wrong_dim", "unsorted", "no_emb_in_folder"],
+)
+def test_bad_input_is_one_line_and_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str
+) -> None:
+    args = _corrupt(tmp_path, case)
+    assert cli.main(args) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ")
+    assert "Traceback" not in captured.err
+    assert "bad" in lines[0] or "empty" in lines[0]  # names the file at fault
+    assert not _outputs(tmp_path)
+
+
+def test_bad_input_through_the_script(tmp_path: Path) -> None:
+    args = _corrupt(tmp_path, "nan")
+    run = subprocess.run(
+        [sys.executable, "VJEPA/analyze.py", *args], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 2
+    assert run.stderr.startswith("error: ") and len(run.stderr.strip().splitlines()) == 1
+    assert "NaN" in run.stderr and "encode.py" in run.stderr
+    assert not _outputs(tmp_path)

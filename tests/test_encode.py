@@ -1,0 +1,202 @@
+"""The streaming, batched encoder against a naive per-window reference; outputs, resume and bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from itertools import islice
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import CLIP_FPS, CLIP_FRAMES, write_test_clip
+from transformers import VJEPA2VideoProcessor
+
+from fisheye.errors import VideoError
+from fisheye.video import iter_frames
+from VJEPA.embedder import ModelError, load_encoder
+from VJEPA.encode import Settings, encode_clip, main
+from VJEPA.preprocess import preprocess_frames
+
+REPO = Path(__file__).resolve().parents[1]
+WINDOW, STRIDE_S = 8, 0.5  # 15-frame stride on the 30 fps test clip
+
+
+@pytest.fixture(scope="module")
+def encoder(tiny_model_dir):
+    return load_encoder(str(tiny_model_dir), device="cpu", dtype="float32")
+
+
+def reference_embeddings(clip: Path, encoder, window: int, stride_frames: int, frame_step: int, crop: str):
+    """Decode each window on its own from the start of the file and run the model one window at a time."""
+    processor = VJEPA2VideoProcessor.from_pretrained(encoder.model_id)
+    span = (window - 1) * frame_step + 1
+    embeddings, times_s = [], []
+    start = 0
+    while True:
+        frames = list(islice(iter_frames(clip), start, start + span))
+        if len(frames) < span:
+            break
+        video = np.stack([f.data for f in frames[::frame_step]])
+        if crop == "center":
+            pixels = processor([video], return_tensors="pt")["pixel_values_videos"]  # [1, T, 3, 32, 32]
+        else:  # three crops, each a [1, T, 3, 32, 32] video
+            pixels = preprocess_frames(torch.from_numpy(video), encoder.spec, "three").transpose(0, 1)
+        with torch.inference_mode():
+            tokens = encoder.model.get_vision_features(pixels)
+        embeddings.append(tokens.mean(dim=1).mean(dim=0).numpy())
+        times_s.append(frames[0].time_s)
+        start += stride_frames
+    return np.stack(embeddings), np.array(times_s)
+
+
+@pytest.mark.parametrize(
+    ("frame_step", "crop", "batch_size"),
+    [(1, "center", 4), (2, "center", 3), (1, "three", 8)],
+)
+def test_streaming_matches_per_window_reference(test_clip, encoder, tmp_path, frame_step, crop, batch_size):
+    settings = Settings(
+        window=WINDOW, stride_s=STRIDE_S, frame_step=frame_step, crop=crop, batch_size=batch_size
+    )
+    result = encode_clip(test_clip, encoder, settings, out_dir=tmp_path)
+    emb, ts = np.load(result.emb_path), np.load(result.ts_path)
+    ref_emb, ref_ts = reference_embeddings(test_clip, encoder, WINDOW, 15, frame_step, crop)
+    assert emb.dtype == np.float32 and ts.dtype == np.float64
+    assert emb.shape == ref_emb.shape == (result.n_windows, encoder.hidden_size)
+    np.testing.assert_allclose(emb, ref_emb, atol=1e-5, rtol=0)
+    np.testing.assert_array_equal(ts, ref_ts)
+
+
+def test_outputs_on_disk(test_clip, encoder, tmp_path):
+    progress_calls = []
+    settings = Settings(window=WINDOW, stride_s=STRIDE_S, batch_size=4)
+    result = encode_clip(
+        test_clip, encoder, settings, tmp_path, progress=lambda d, t: progress_calls.append((d, t))
+    )
+    n_windows = (CLIP_FRAMES - WINDOW) // 15 + 1
+    assert result.n_windows == n_windows
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip_emb.json", "clip_emb.npy", "clip_ts.npy"]
+    ts = np.load(result.ts_path)
+    np.testing.assert_allclose(ts, np.arange(n_windows) * 15 / CLIP_FPS, atol=1e-9)
+    facts = json.loads(result.json_path.read_text())
+    assert facts["n_windows"] == n_windows
+    assert facts["n_frames"] == CLIP_FRAMES
+    assert facts["dropped_tail_frames"] == CLIP_FRAMES - ((n_windows - 1) * 15 + WINDOW)
+    assert facts["random_init"] is True
+    assert facts["stride_frames"] == 15 and facts["window"] == WINDOW and facts["crop"] == "center"
+    assert progress_calls[-1] == (n_windows, n_windows)
+    assert [d for d, _ in progress_calls] == sorted({min(n_windows, 4 * i) for i in range(1, 4)})
+
+
+def test_resume_skips_then_recomputes_on_change_or_force(test_clip, encoder, tmp_path):
+    settings = Settings(window=WINDOW, stride_s=STRIDE_S)
+    first = encode_clip(test_clip, encoder, settings, tmp_path)
+    stamp = first.emb_path.stat().st_mtime_ns
+    assert encode_clip(test_clip, encoder, settings, tmp_path).skipped
+    assert first.emb_path.stat().st_mtime_ns == stamp
+    changed = encode_clip(test_clip, encoder, Settings(window=WINDOW, stride_s=1.0), tmp_path)
+    assert not changed.skipped
+    assert json.loads(changed.json_path.read_text())["stride_frames"] == 30
+    forced = encode_clip(test_clip, encoder, Settings(window=WINDOW, stride_s=1.0, force=True), tmp_path)
+    assert not forced.skipped
+
+
+def test_cli_resume_message_and_force(test_clip, tiny_model_dir, tmp_path, capsys):
+    args = [str(test_clip), "--model", str(tiny_model_dir), "--window", "8", "--out", str(tmp_path)]
+    assert main(args) == 0
+    assert main(args) == 0
+    assert "skipped" in capsys.readouterr().out
+    assert main([*args, "--force"]) == 0
+    assert "skipped" not in capsys.readouterr().out
+
+
+def test_too_short_clip_raises(tmp_path, encoder):
+    short = write_test_clip(tmp_path / "short.mp4", 6, 64, 48)
+    with pytest.raises(VideoError, match="shorter than one window"):
+        encode_clip(short, encoder, Settings(window=WINDOW), tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["short.mp4"]
+
+
+def make_bad_inputs(folder: Path) -> dict[str, Path]:
+    folder.mkdir()
+    garbage = folder / "garbage.mp4"
+    garbage.write_bytes(b"\x00\x00\x00\x18ftypmp42 this is not a video" * 20)
+    return {
+        "missing": folder / "missing.mp4",
+        "undecodable": garbage,
+        "too short": write_test_clip(folder / "short.mp4", 6, 64, 48),
+    }
+
+
+def test_cli_bad_clips_one_line_each_and_good_clip_done(test_clip, tiny_model_dir, tmp_path, capsys):
+    bad = make_bad_inputs(tmp_path / "bad")
+    out = tmp_path / "out"
+    out.mkdir()
+    other = out / "other_emb.npy"  # an earlier clip's output must stay untouched
+    other.write_bytes(b"earlier output")
+    args = ["--model", str(tiny_model_dir), "--window", "8", "--out", str(out)]
+    code = main([str(bad["missing"]), str(bad["undecodable"]), str(test_clip), str(bad["too short"]), *args])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert len(err) == 4 and all(line.startswith("error: ") for line in err)
+    assert "missing.mp4" in err[0] and "garbage.mp4" in err[1] and "short.mp4" in err[2]
+    assert other.read_bytes() == b"earlier output"
+    assert sorted(p.name for p in out.iterdir()) == [
+        "clip_emb.json",
+        "clip_emb.npy",
+        "clip_ts.npy",
+        "other_emb.npy",
+    ]
+
+
+@pytest.mark.parametrize("case", ["missing", "undecodable", "too short"])
+def test_cli_single_bad_clip(case, tiny_model_dir, tmp_path, capsys):
+    clip = make_bad_inputs(tmp_path / "bad")[case]
+    code = main([str(clip), "--model", str(tiny_model_dir), "--window", "8", "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert len(err) == 1 and err[0].startswith("error: ") and clip.name in err[0]
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_model_with_mismatched_crop_is_refused(tiny_model_dir, test_clip, tmp_path, capsys):
+    folder = Path(shutil.copytree(tiny_model_dir, tmp_path / "model"))
+    config_path = folder / "video_preprocessor_config.json"
+    config = json.loads(config_path.read_text())
+    config["crop_size"] = {"height": 48, "width": 48}
+    config_path.write_text(json.dumps(config))
+    with pytest.raises(ModelError, match="48 px"):
+        load_encoder(str(folder), device="cpu")
+    assert main([str(test_clip), "--model", str(folder), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "crop" in err[0]
+    assert not (tmp_path / "out").exists()
+
+
+def test_unknown_model_folder_is_refused(tmp_path, capsys, test_clip):
+    assert main([str(test_clip), "--model", str(tmp_path / "no_such_model")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "no_such_model" in err[0]
+
+
+def test_script_offline_hub_model_exits_2_with_one_line(test_clip, tmp_path):
+    """Run as the user does; the Hub is unreachable here, so the default model cannot load."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    run = subprocess.run(
+        [sys.executable, str(REPO / "VJEPA" / "encode.py"), str(test_clip), "--out", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert run.returncode == 2
+    assert "Traceback" not in run.stderr
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ")
+    assert "huggingface-cli download facebook/vjepa2-vitl-fpc64-256" in lines[0] and "--model" in lines[0]
+    assert not (tmp_path / "out").exists()

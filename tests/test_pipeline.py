@@ -1,0 +1,251 @@
+"""Phase 1 end to end on real tar files: fetch (local folder and the Hub client against a stand-in), extract,
+rectify, verify, resume, clean up, and every kind of bad input."""
+
+import io
+import json
+import shutil
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from fake_hub import FakeHub
+from fisheye import pipeline
+from fisheye.cli import main
+from fisheye.fetch import HubSource, LocalSource
+from fisheye.pipeline import Phase1Settings, run_phase1
+from fisheye.rectify import EncoderSettings
+from fisheye.sample import SampleClip, SampleSpec, write_sample_hub
+from fisheye.video import probe
+
+SPEC = SampleSpec(
+    width=192,
+    height=108,
+    clips=(SampleClip(1, 1.0), SampleClip(2, 1.5), SampleClip(3, 0.5)),
+    clips_per_shard=1,
+    preset="ultrafast",
+)
+FAST = EncoderSettings(preset="ultrafast")
+WORKER_DIR = Path("factory_001/workers/worker_001")
+
+
+@pytest.fixture(scope="module")
+def hub_master(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("hub")
+    write_sample_hub(root, SPEC)
+    return root
+
+
+@pytest.fixture
+def hub(hub_master, tmp_path) -> Path:
+    """A private copy of the sample hub that a test may damage."""
+    root = tmp_path / "hub"
+    shutil.copytree(hub_master, root)
+    return root
+
+
+def run_cli(hub: Path, out: Path, *extra: str) -> int:
+    return main(["--source", str(hub), "--out", str(out), "--preset", "ultrafast", *extra])
+
+
+def test_local_source_end_to_end(hub, tmp_path):
+    out = tmp_path / "data"
+    before = sorted(p.name for p in (hub / WORKER_DIR).iterdir())
+    assert run_cli(hub, out, "--clips", "00001,00002") == 0
+    folder = out / "factory_001"
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "intrinsics.json",
+        "manifest.json",
+        "rectified_clip_1.mp4",
+        "rectified_clip_1_preview.jpg",
+        "rectified_clip_2.mp4",
+        "rectified_clip_2_preview.jpg",
+    ]  # the raw clips, shards and staging area are gone
+    manifest = json.loads((folder / "manifest.json").read_text())
+    for index, seconds in ((1, 1.0), (2, 1.5)):
+        entry = manifest["clips"][f"{index:05d}"]
+        info = probe(folder / entry["output"])
+        assert entry["source_clip"] == f"factory001_worker001_{index:05d}"
+        assert entry["frames"] == info.n_frames == entry["source_frames"] == round(seconds * SPEC.fps)
+        assert entry["duration_s"] == pytest.approx(seconds, abs=0.04)
+    camera = json.loads((folder / "intrinsics.json").read_text())
+    assert (camera["model"], camera["width"], camera["height"]) == ("pinhole", 192, 108)
+    assert camera["hfov_deg"] == pytest.approx(94, abs=0.5) and camera["invalid_pixel_fraction"] == 0
+    assert camera["source_fisheye"]["fx"] == pytest.approx(1030.587009)
+    assert camera["source_fisheye_at_frame_size"]["image_width"] == 192
+    assert sorted(p.name for p in (hub / WORKER_DIR).iterdir()) == before  # the user's own tars are kept
+
+
+def test_hub_source_downloads_only_needed_shards_and_deletes_them(hub, tmp_path):
+    out = tmp_path / "data"
+    with FakeHub(hub) as fake:
+        source = HubSource("hf_test_good", endpoint=fake.url)
+        manifest = run_phase1(Phase1Settings(clips=[2], out=out, encoder=FAST), source)
+        served = {path for (method, path) in fake.requests if method == "GET" and path.endswith(".tar")}
+    assert list(manifest["clips"]) == ["00002"]
+    assert "part02" not in " ".join(served), "the shard after the last wanted clip must not be downloaded"
+    folder = out / "factory_001"
+    assert not (folder / pipeline.STAGING_DIR).exists(), "downloaded shards and Hub cache must be deleted"
+    assert not list(out.rglob("*.tar")) and not list(out.rglob("*.partial*"))
+
+
+def test_all_clips_and_another_worker_get_their_own_folder(hub, tmp_path):
+    write_sample_hub(
+        hub, SampleSpec(width=96, height=54, clips=SPEC.clips, worker="worker_002", preset="ultrafast")
+    )
+    out = tmp_path / "data"
+    assert run_cli(hub, out, "--clips", "1") == 0
+    assert run_cli(hub, out, "--worker", "factory_001/worker_002", "--clips", "all") == 0
+    assert sorted(p.name for p in (out / "factory_001/worker_002").glob("*.mp4")) == [
+        "rectified_clip_1.mp4",
+        "rectified_clip_2.mp4",
+        "rectified_clip_3.mp4",
+    ]
+    assert [p.name for p in (out / "factory_001").glob("*.mp4")] == ["rectified_clip_1.mp4"]
+
+
+def test_rerun_skips_finished_clips_and_redoes_the_rest(hub, tmp_path, monkeypatch):
+    out = tmp_path / "data"
+    assert run_cli(hub, out, "--clips", "1,2") == 0
+    folder = out / "factory_001"
+    first = {p.name: p.stat().st_mtime_ns for p in folder.glob("*.mp4")}
+    (folder / "rectified_clip_2.mp4").unlink()
+    calls = []
+    real = pipeline.rectify_video
+    monkeypatch.setattr(
+        pipeline, "rectify_video", lambda src, *a, **k: calls.append(src.name) or real(src, *a, **k)
+    )
+    assert run_cli(hub, out, "--clips", "1,2") == 0
+    assert calls == ["factory001_worker001_00002.mp4"]
+    assert (folder / "rectified_clip_1.mp4").stat().st_mtime_ns == first["rectified_clip_1.mp4"]
+    assert (folder / "rectified_clip_2.mp4").is_file()
+    calls.clear()
+    assert run_cli(hub, out, "--clips", "1,2", "--crf", "30") == 0  # other settings: everything is redone
+    assert sorted(calls) == ["factory001_worker001_00001.mp4", "factory001_worker001_00002.mp4"]
+
+
+def test_interrupted_rectify_leaves_no_final_file_and_keeps_inputs(hub, tmp_path, monkeypatch):
+    out = tmp_path / "data"
+    real = pipeline.rectify_video
+
+    def crash_midway(src, dst, *args, **kwargs):
+        if "00002" in src.name:
+            dst.write_bytes(b"half a video")
+            raise KeyboardInterrupt
+        return real(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "rectify_video", crash_midway)
+    assert run_cli(hub, out, "--clips", "1,2") == 130
+    folder = out / "factory_001"
+    assert (folder / "rectified_clip_1.mp4").is_file()
+    assert not (folder / "rectified_clip_2.mp4").exists() and not list(folder.glob("*.partial*"))
+    assert (folder / pipeline.STAGING_DIR / "factory001_worker001_00002.mp4").is_file(), "raw clip kept"
+    monkeypatch.setattr(pipeline, "rectify_video", real)
+    assert run_cli(hub, out, "--clips", "1,2") == 0
+    assert probe(folder / "rectified_clip_2.mp4").n_frames == 45
+    assert not (folder / pipeline.STAGING_DIR).exists()
+
+
+def one_line_error(capsys) -> str:
+    """The run's stderr ends with exactly one `error:` line and holds no traceback."""
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and err.strip().splitlines()[-1] == errors[0] and "Traceback" not in err, err
+    return errors[0]
+
+
+def test_missing_intrinsics(hub, tmp_path, capsys):
+    (hub / WORKER_DIR / "intrinsics.json").unlink()
+    assert run_cli(hub, tmp_path / "data") == 2
+    assert "intrinsics.json" in one_line_error(capsys)
+    assert not list((tmp_path / "data").rglob("*.mp4"))
+
+
+def test_malformed_intrinsics_names_the_field(hub, tmp_path, capsys):
+    path = hub / WORKER_DIR / "intrinsics.json"
+    path.write_text(json.dumps({k: v for k, v in json.loads(path.read_text()).items() if k != "fy"}))
+    assert run_cli(hub, tmp_path / "data") == 2
+    assert "'fy'" in one_line_error(capsys)
+
+
+def replace_member(tar_path: Path, name: str, data: bytes | None) -> None:
+    """Rewrite a tar with member `name` replaced by `data` (or dropped when None)."""
+    members = []
+    with tarfile.open(tar_path) as tar:
+        for m in tar.getmembers():
+            members.append((m, tar.extractfile(m).read()))
+    with tarfile.open(tar_path, "w") as tar:
+        for m, content in members:
+            if m.name == name:
+                if data is None:
+                    continue
+                content = data
+                m.size = len(data)
+            tar.addfile(m, io.BytesIO(content))
+
+
+@pytest.mark.parametrize("sidecar_agrees", [False, True])
+def test_truncated_mp4_is_refused_and_inputs_kept(hub, tmp_path, capsys, sidecar_agrees):
+    tar_path = hub / WORKER_DIR / "factory001_worker001_part00.tar"
+    with tarfile.open(tar_path) as tar:
+        video = tar.extractfile("factory001_worker001_00001.mp4").read()
+        sidecar = json.loads(tar.extractfile("factory001_worker001_00001.json").read())
+    truncated = video[: len(video) * 2 // 3]
+    replace_member(tar_path, "factory001_worker001_00001.mp4", truncated)
+    if sidecar_agrees:  # damaged at the source: the sidecar's size matches, only decoding can tell
+        sidecar["size_bytes"] = len(truncated)
+        replace_member(tar_path, "factory001_worker001_00001.json", json.dumps(sidecar).encode())
+    assert run_cli(hub, tmp_path / "data", "--clips", "1") == 2
+    message = one_line_error(capsys)
+    assert "factory001_worker001_00001" in message
+    assert not list((tmp_path / "data").rglob("rectified_clip_1*"))
+    assert tar_path.is_file()
+
+
+def test_tar_without_the_requested_clip(hub, tmp_path, capsys):
+    assert run_cli(hub, tmp_path / "data", "--clips", "7") == 2
+    assert "factory001_worker001_00007" in one_line_error(capsys)
+
+
+def test_unwritable_output_folder(hub, tmp_path, capsys):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the output folder should go")
+    assert run_cli(hub, blocker / "data") == 2
+    assert "not-a-folder" in one_line_error(capsys)
+    assert blocker.read_text().startswith("a file")
+
+
+def test_unknown_worker_and_bad_settings(hub, tmp_path, capsys):
+    assert run_cli(hub, tmp_path / "data", "--worker", "factory_009/worker_001") == 2
+    assert "factory_009" in one_line_error(capsys)
+    assert run_cli(hub, tmp_path / "data", "--clips", "one,two") == 2
+    assert "--clips" in one_line_error(capsys)
+    assert run_cli(hub, tmp_path / "data", "--hfov", "200") == 2
+    assert "hfov" in one_line_error(capsys)
+
+
+def test_no_token_and_a_named_worker_asks_for_a_token(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("HF_KEY", raising=False)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    assert (
+        main(
+            [
+                "--worker",
+                "factory_002/worker_001",
+                "--out",
+                str(tmp_path),
+                "--env-file",
+                str(tmp_path / "none"),
+            ]
+        )
+        == 2
+    )
+    assert "HF_KEY" in one_line_error(capsys)
+
+
+def test_local_source_reads_without_copying(hub):
+    source = LocalSource(hub)
+    assert source.list_shards(pipeline.WorkerRef.parse("factory_001/worker_001")) == [
+        f"factory001_worker001_part{i:02d}.tar" for i in range(3)
+    ]

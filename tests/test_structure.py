@@ -1,0 +1,164 @@
+"""VJEPA/structure.py on embedding sequences with known structure, and against slow reference loops."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests import synthetic_embeddings as se
+from VJEPA.structure import (
+    StructureParams,
+    analyze,
+    analyze_joint,
+    autocorrelation,
+    best_matches,
+    change_score,
+    consecutive_distance,
+    normalize_rows,
+    self_similarity,
+)
+
+
+def _iou(a: tuple[float, float], b: tuple[float, float]) -> float:
+    inter = max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
+    return inter / (max(a[1], b[1]) - min(a[0], b[0]))
+
+
+# ---------------------------------------------------------------- definitions vs direct loops
+
+
+def test_signals_match_slow_reference() -> None:
+    rng = np.random.default_rng(3)
+    emb = (rng.standard_normal((37, 11)) + 2.0).astype(np.float32)
+    u = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+    n = len(u)
+
+    similarity = np.array([[u[i] @ u[j] for j in range(n)] for i in range(n)])
+    assert np.allclose(self_similarity(emb), similarity, atol=1e-5)
+    assert np.allclose(consecutive_distance(emb), [1 - u[i] @ u[i + 1] for i in range(n - 1)], atol=1e-5)
+
+    x = u - u.mean(axis=0)
+    lag0 = np.mean([x[i] @ x[i] for i in range(n)])
+    reference = [np.mean([x[i] @ x[i + k] for i in range(n - k)]) / lag0 for k in range(n - 1)]
+    assert np.allclose(autocorrelation(emb, n - 2), reference, atol=1e-5)
+
+    w = 4
+    change = change_score(emb, w)
+    for i in range(n - 1):
+        if i + 1 < w or i + 1 + w > n:
+            assert np.isnan(change[i])
+        else:
+            left, right = u[i + 1 - w : i + 1].sum(0), u[i + 1 : i + 1 + w].sum(0)
+            cos = left @ right / np.linalg.norm(left) / np.linalg.norm(right)
+            assert change[i] == pytest.approx(1 - cos, abs=1e-5)
+
+
+def test_best_matches_blockwise_equals_full_matrix() -> None:
+    rng = np.random.default_rng(4)
+    u = normalize_rows(rng.standard_normal((50, 8)))
+    clip_ids = np.repeat([0, 1], [30, 20])
+    ts = np.concatenate([np.arange(30.0), np.arange(20.0)])
+    exclusion = np.array([5.0, 3.0])
+    best, best_in_clip, arg_in_clip = best_matches(u, clip_ids, ts, exclusion, 2, block_rows=7)
+    for i in range(50):
+        allowed = [
+            j for j in range(50) if clip_ids[j] != clip_ids[i] or abs(ts[j] - ts[i]) > exclusion[clip_ids[i]]
+        ]
+        sims = {j: float(u[i] @ u[j]) for j in allowed}
+        assert best[i] == pytest.approx(max(sims.values()), abs=1e-5)
+        for c in (0, 1):
+            in_clip = {j: s for j, s in sims.items() if clip_ids[j] == c}
+            assert best_in_clip[i, c] == pytest.approx(max(in_clip.values()), abs=1e-5)
+            assert arg_in_clip[i, c] == max(in_clip, key=in_clip.get)
+
+
+# ---------------------------------------------------------------- known structure
+
+
+@pytest.mark.parametrize("dim", [64, 1024])
+@pytest.mark.parametrize(("period_windows", "noise"), [(7.0, 1.0), (12.5, 2.0), (23.0, 0.5)])
+def test_period_found_within_one_window(dim: int, period_windows: float, noise: float) -> None:
+    emb = se.periodic(240, dim, period_windows, noise, seed=dim + int(period_windows))
+    result = analyze(emb, se.timestamps(240))
+    assert result.period.period_s is not None
+    assert abs(result.period.period_s - period_windows * se.STRIDE_S) <= se.STRIDE_S
+    assert result.period.period_confidence >= 0.99
+    # Cycle starts one period apart, covering the clip; the whole clip repeats.
+    assert np.median(np.diff(result.boundaries_s)) == pytest.approx(period_windows, abs=1.0)
+    assert len(result.boundaries_s) >= 240 / period_windows - 2
+    assert sum(r.end_s - r.start_s for r in result.repeats) >= 0.8 * 240
+    assert result.anomalies == []
+
+
+def test_no_reliable_period_on_pure_noise() -> None:
+    params = StructureParams(n_surrogates=19)
+    found = [
+        analyze(se.pure_noise(120, 64, seed), se.timestamps(120), params).period.period_s
+        for seed in range(100)
+    ]
+    assert sum(p is not None for p in found) <= 5
+
+
+@pytest.mark.parametrize("dim", [64, 1024])
+@pytest.mark.parametrize("noise", [0.5, 2.0])
+def test_change_point_within_one_window(dim: int, noise: float) -> None:
+    emb = se.change_point(200, dim, change_at=83, noise=noise, seed=dim)
+    result = analyze(emb, se.timestamps(200))
+    assert len(result.change_points_s) == 1
+    assert abs(result.change_points_s[0] - 83 * se.STRIDE_S) <= se.STRIDE_S
+
+
+@pytest.mark.parametrize("dim", [64, 1024])
+@pytest.mark.parametrize(("period_windows", "noise"), [(9.0, 0.5), (16.0, 1.5)])
+def test_anomalous_span_found(dim: int, period_windows: float, noise: float) -> None:
+    start, length = 130, 12
+    emb = se.with_anomaly(se.periodic(240, dim, period_windows, noise, seed=dim), start, length, seed=dim)
+    result = analyze(emb, se.timestamps(240))
+    truth = (start * se.STRIDE_S, (start + length) * se.STRIDE_S)
+    assert len(result.anomalies) == 1
+    assert _iou((result.anomalies[0].start_s, result.anomalies[0].end_s), truth) >= 0.5
+    assert result.period.period_s == pytest.approx(period_windows, abs=1.0)  # the anomaly does not hide it
+    # No repetitive span runs through the anomaly.
+    assert all(r.end_s <= truth[0] + 2 or r.start_s >= truth[1] - 2 for r in result.repeats)
+
+
+def test_joint_analysis_finds_shared_segment_across_clips() -> None:
+    rng = np.random.default_rng(5)
+    clip_a = se.change_point(200, 128, 100, 0.5, seed=1)
+    clip_b = se.change_point(150, 128, 60, 0.5, seed=2)
+    clip_b[40:90] = clip_a[120:170] + rng.standard_normal((50, 128)).astype(np.float32) * 0.02
+    joint = analyze_joint([clip_a, clip_b], [se.timestamps(200), se.timestamps(150)])
+    assert len(joint.clips) == 2 and joint.clips[1].n_windows == 150
+    assert len(joint.matches) == 1
+    match = joint.matches[0]
+    assert (match.clip_a, match.clip_b) == (0, 1)
+    assert _iou((match.start_a_s, match.end_a_s), (120.0, 170.0)) >= 0.8
+    assert _iou((match.start_b_s, match.end_b_s), (40.0, 90.0)) >= 0.8
+
+
+def test_joint_of_one_clip_equals_single_analysis() -> None:
+    emb, ts = se.periodic(150, 64, 10.0, 1.0, seed=9), se.timestamps(150)
+    single, joint = analyze(emb, ts), analyze_joint([emb], [ts]).clips[0]
+    assert single.period.period_s == joint.period.period_s
+    assert np.allclose(single.novelty, joint.novelty)
+
+
+def test_similarity_preview_is_block_average() -> None:
+    emb = se.periodic(100, 32, 10.0, 1.0, seed=2)
+    result = analyze(emb, se.timestamps(100), StructureParams(max_plot_windows=25))
+    full = self_similarity(emb)
+    assert result.similarity_preview.shape == (25, 25)
+    assert np.allclose(result.similarity_preview, full.reshape(25, 4, 25, 4).mean(axis=(1, 3)), atol=1e-5)
+
+
+def test_rejects_bad_arrays() -> None:
+    ts = se.timestamps(20)
+    emb = se.pure_noise(20, 8, 0)
+    with pytest.raises(ValueError):
+        analyze(emb, ts[:-1])
+    with pytest.raises(ValueError):
+        analyze(emb, ts[::-1].copy())
+    bad = emb.copy()
+    bad[3, 2] = np.nan
+    with pytest.raises(ValueError):
+        analyze(bad, ts)
