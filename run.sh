@@ -60,7 +60,7 @@ Phase 2 options:
   --stride-s S       seconds between windows                      (default: $STRIDE_S)
   --frame-step N     use every n-th frame in a window             (default: $FRAME_STEP)
   --crop C           center, or three (left+centre+right, averaged) (default: $CROP)
-Environment: PYTHON (default python3), VENV (default .venv).
+Environment: PYTHON (default python3), VENV (default .venv), EGOCLEAN_NO_INSTALL=1 to use VENV as it is.
 
 Examples:
   bash run.sh                                   # sample (no token) or the two POC clips (token)
@@ -100,7 +100,9 @@ need_gb() {  # need_gb FOLDER GB WHAT
 }
 
 stamp="$VENV/.egoclean-requirements"
-if [[ ! -f "$stamp" ]] || ! cmp -s requirements.txt "$stamp"; then
+if [[ ${EGOCLEAN_NO_INSTALL:-0} == 1 ]]; then
+  : # use $VENV as it is (the tests run run.sh from inside an existing environment)
+elif [[ ! -f "$stamp" ]] || ! cmp -s requirements.txt "$stamp"; then
   need_gb . 8 "the virtualenv (PyTorch is large)"
   say "installing dependencies into $VENV (first run only; a few minutes)"
   [[ -x "$VENV/bin/python" ]] || "$PYTHON" -m venv "$VENV"

@@ -25,6 +25,7 @@ if __package__ in (None, ""):  # run as `python VJEPA/analyze.py`: make the repo
 
 import numpy as np
 
+from fisheye.cli import HelpFormatter
 from fisheye.errors import EgoCleanError, InputError
 from fisheye.files import atomic_output, check_writable, save_npy, write_json
 from VJEPA import plots
@@ -52,6 +53,7 @@ PARAM_HELP = {
     "anomaly_exclusion_s": "a window's own neighbourhood (s), ignored when looking for its best match",
     "anomaly_z": "robust z-score of the smoothed novelty above which a span is anomalous",
     "anomaly_smooth_s": "moving-average length (s) applied to the novelty before thresholding",
+    "anomaly_scale_fraction": "floor of the novelty scale, as a fraction of the typical window dissimilarity",
     "anomaly_min_span_s": "shortest anomalous span reported, seconds",
     "match_min_span_s": "shortest cross-clip match reported with --joint, seconds",
     "max_plot_windows": "the similarity image is averaged down to at most this many rows",
@@ -162,6 +164,7 @@ def analysis_record(
         "stride_s": analysis.stride_s,
         "period_s": analysis.period.period_s,
         "period_confidence": analysis.period.period_confidence,
+        "autocorr_excludes_anomalies": analysis.autocorr_excludes_anomalies,
         "n_cycles": analysis.n_cycles,
         "boundaries_s": analysis.boundaries_s,
         "change_points_s": analysis.change_points_s,
@@ -275,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__.split("\n\n")[0]
         + " Reads X_emb.npy + X_ts.npy written by VJEPA/encode.py; writes a diagnostic figure, a JSON "
         "summary and the raw signals beside each clip.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument(
         "paths", nargs="*", default=[DEFAULT_PATH], help="folders (every *_emb.npy inside) or *_emb.npy files"

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -28,11 +27,12 @@ if __package__ in (None, ""):  # run as `python VJEPA/encode.py`: make the repo 
 import numpy as np
 from tqdm import tqdm
 
-from fisheye.errors import EgoCleanError, InputError, OutputError, VideoError
-from fisheye.video import iter_frames, probe
+from fisheye.cli import HelpFormatter
+from fisheye.errors import EgoCleanError, InputError, VideoError
+from fisheye.files import is_partial, save_npy, write_json
+from fisheye.video import iter_frames, prefetch, probe
 from VJEPA.embedder import Encoder, embed_frames, load_encoder, model_description
 from VJEPA.preprocess import CROP_MODES
-from fisheye.video import prefetch
 from VJEPA.windows import dropped_tail_frames, span_frames, stride_frames_for, window_count
 
 # ----------------------------------------------------------------------------------------------------------
@@ -55,7 +55,16 @@ class Settings:
 
 
 # The settings that decide the numbers in the outputs: a clip is skipped only if its JSON matches them.
-RESUME_KEYS = ("model", "window", "frame_step", "stride_frames", "crop", "source_size", "source_mtime_ns")
+RESUME_KEYS = (
+    "model",
+    "dtype",
+    "window",
+    "frame_step",
+    "stride_frames",
+    "crop",
+    "source_size",
+    "source_mtime_ns",
+)
 
 
 @dataclass(frozen=True)
@@ -72,11 +81,6 @@ def output_paths(video_path: Path, out_dir: Path | None) -> tuple[Path, Path, Pa
     folder = out_dir if out_dir is not None else video_path.parent
     stem = video_path.stem
     return folder / f"{stem}_emb.npy", folder / f"{stem}_ts.npy", folder / f"{stem}_emb.json"
-
-
-def partial_path(path: Path) -> Path:
-    """X_emb.npy -> X_emb.partial.npy: written first, renamed when complete."""
-    return path.with_name(f"{path.stem}.partial{path.suffix}")
 
 
 def outputs_match(paths: tuple[Path, Path, Path], expected: dict[str, object]) -> bool:
@@ -163,22 +167,11 @@ def encode_clip(
 
 
 def write_outputs(paths: tuple[Path, Path, Path], emb: np.ndarray, ts: np.ndarray, facts: dict) -> None:
-    """Write all three as NAME.partial.EXT, then rename each into place (the JSON last)."""
-    partials = [partial_path(p) for p in paths]
-    try:
-        paths[0].parent.mkdir(parents=True, exist_ok=True)
-        for array, partial in zip((emb, ts), partials[:2], strict=True):
-            with open(partial, "wb") as f:  # np.save on a path would append .npy
-                np.save(f, array)
-        partials[2].write_text(json.dumps(facts, indent=2) + "\n")
-        for partial, final in zip(partials, paths, strict=True):
-            os.replace(partial, final)
-    except OSError as err:
-        for partial in partials:
-            partial.unlink(missing_ok=True)
-        raise OutputError(
-            f"{paths[0].parent}: cannot write outputs ({err}); check the folder and free space"
-        ) from err
+    """Write the arrays, then the JSON: each under a temporary name, renamed when complete. The JSON is
+    what resume checks, so it goes last."""
+    save_npy(paths[0], emb)
+    save_npy(paths[1], ts)
+    write_json(paths[2], facts)
 
 
 def find_clips(inputs: list[str]) -> list[Path]:
@@ -186,7 +179,7 @@ def find_clips(inputs: list[str]) -> list[Path]:
     clips: list[Path] = []
     for item in map(Path, inputs):
         if item.is_dir():
-            found = sorted(p for p in item.glob("*.mp4") if ".partial." not in p.name)
+            found = sorted(p for p in item.glob("*.mp4") if not is_partial(p))
             if not found:
                 raise InputError(f"{item}: folder holds no .mp4 clips; run phase 1 first or pass clip paths")
             clips.extend(found)
@@ -212,7 +205,7 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         prog="python VJEPA/encode.py",
         description="Embed rectified clips with V-JEPA 2: one mean-pooled embedding per sliding window, "
         "written as X_emb.npy (float32 [N, D]), X_ts.npy (window start times, s) and X_emb.json.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("inputs", nargs="*", default=defaults.inputs, help="clips, or folders of *.mp4 clips")
     parser.add_argument("--model", default=defaults.model, help="Hugging Face Hub id or local model folder")

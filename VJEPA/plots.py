@@ -98,7 +98,8 @@ def clip_figure(analysis: ClipAnalysis, clip_name: str) -> Figure:
         text = f"no reliable period (confidence {period.period_confidence:.2f})"
     ax_acf.text(0.98, 0.95, text, transform=ax_acf.transAxes, ha="right", va="top", fontsize=10,
                 bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "0.7"})  # fmt: skip
-    ax_acf.set_title("3  Autocorrelation of the centred embeddings", loc="left", fontsize=10)
+    excluded = ", anomalous windows excluded" if analysis.autocorr_excludes_anomalies else ""
+    ax_acf.set_title(f"3  Autocorrelation of the centred embeddings{excluded}", loc="left", fontsize=10)
     ax_acf.set_xlabel("lag (m:ss)")
     ax_acf.set_ylabel("r(lag)")
     if len(lag_s) > 1:

@@ -14,40 +14,60 @@ Definitions (u_i = e_i / ||e_i||, the L2-normalised embedding of window i; "." i
 - Autocorrelation, shape [max_lag+1]: with x_i = u_i - mean_j(u_j) (the clip's mean embedding removed),
       r[k] = ( mean_{i<N-k} x_i . x_{i+k} ) / ( mean_i x_i . x_i ),   so r[0] = 1.
   Computed by FFT along time (zero-padded, so no wrap-around), summed over feature dimensions.
+- Masked autocorrelation, shape [max_lag+1]: the same over the "normal" windows only (m_i = 1, m_i = 0 for
+  windows inside an anomalous span). With x_i = u_i - mean_{j: m_j=1}(u_j) (mean over normal windows) and
+  n_k = sum_i m_i m_{i+k} (the number of pairs k apart whose windows are both normal),
+      r_m[k] = ( sum_i m_i m_{i+k} x_i . x_{i+k} / n_k ) / ( sum_i m_i x_i . x_i / n_0 ),   r_m[0] = 1,
+  and r_m[k] = 0 where n_k = 0 (no evidence). Numerator and n_k are the plain lagged sums of (m_i x_i) and
+  of m_i, so this is two zero-padded FFTs too. With every m_i = 1 it is exactly r.
 - Change score, shape [N-1] (aligned with d): c[i] = 1 - cos(sum of u over the w windows up to i,
   sum of u over the w windows from i+1), w = `change_halfwidth_s / stride_s`; NaN where either side has
   fewer than w windows. A step change in the embedding mean gives a peak of c exactly at the step.
 
-How each result is derived, and how each threshold is chosen (no threshold is an absolute constant):
+How each result is derived, and how each threshold is chosen (no threshold is an absolute constant).
+Order: anomalies first (the novelty needs no period), then the period from the masked autocorrelation of
+the windows outside the anomalies, then boundaries and repeats. A large anomaly would otherwise dominate
+the autocorrelation (its windows are far from the mean) and hide a small periodic signal.
 
-- Period. For every candidate period P on a grid of 0.05 windows in [min_period_s, min(max_period_s,
+- Period. r below is the masked autocorrelation r_m (normal windows only; = r when nothing is anomalous).
+  For every candidate period P on a grid of 0.05 windows in [min_period_s, min(max_period_s,
   clip / min_cycles, max_lag / 2)], the harmonic comb contrast H(P) = mean_k r(kP) - mean_k r((k - 1/2)P),
   k = 1..floor(max_lag / P) (r read by linear interpolation), rewards peaks at all multiples of P and
   troughs halfway between them; a smooth decay gives H < 0 and half the true period scores low.
   P* = argmax H, then the octave check: an odd multiple mP scores like P itself, so the shortest
   sub-multiple P*/m with H >= subharmonic_ratio * H(P*) replaces P*; P* is refined by a parabola through
   H at its grid neighbours. Significance: the same statistic max_P H(P) is computed on `n_surrogates`
-  block-shuffled copies of the sequence (blocks of `surrogate_block_s`: keeps the short-range smoothness
-  of overlapping windows, destroys any cycle); a Gumbel law (the law of maxima) is fitted to them by
-  moments and `period_confidence` = its CDF at H(P*), in [0, 1]. The period is reported only if
-  period_confidence >= 1 - period_alpha and r(P*) > 0; otherwise `period_s` is None.
+  block-shuffled copies of the sequence, its mask shuffled with it (blocks of `surrogate_block_s`: keeps
+  the short-range smoothness of overlapping windows, destroys any cycle); a Gumbel law (the law of
+  maxima) is fitted to them by moments and `period_confidence` = its CDF at H(P*), in [0, 1]. The period
+  is reported only if period_confidence >= 1 - period_alpha and r(P*) > 0; otherwise `period_s` is None.
 - Boundaries. With a period: cycle starts, phase-aligned: the phase (in windows, 0..P-1) whose folded mean
   of d is largest is taken as the cycle start, and each predicted start phase + kP is snapped to the
-  largest d within +-P/4 when that d is above the boundary threshold below (a real event).
+  largest d within +-P/4 when that d is above the boundary threshold below (a real event). Only d between
+  two normal windows enters the fold, and no cycle start is placed where d touches an anomalous window;
+  n_cycles counts consecutive starts at most 1.5 P apart (snapping moves a start by at most P/4).
   Without a period: peaks of d above median(d) + robust_z * sigma_MAD(d), at least
   `boundary_min_gap_s` apart (sigma_MAD = 1.4826 * median absolute deviation).
 - Change points. Peaks of the change score above median(c) + robust_z * sigma_MAD(c), at least w apart.
 - Repeats. Each segment between change points gets its own period if it has a reliable one, else the
-  clip's; a window repeats if the local correlation of x (centred on the segment mean) with x one period
-  earlier or later, summed over about one period around it, is at least `repeat_fraction` times the
-  segment's r(P). Runs of repeating windows at least `min_repeat_cycles` periods long are reported as
+  clip's; a window repeats if the local correlation of x (centred on the mean of the segment's normal
+  windows) with x one period earlier or later, summed over about one period around it, is at least
+  `repeat_fraction` times the segment's r_m(P). A window inside an anomalous span never repeats. Runs
+  of repeating windows at least `min_repeat_cycles` periods long are reported as
   (start_s, end_s, period_s). Without any reliable period there are no repeats.
 - Anomalies ("discords"). novelty[i] = 1 - max S[i, j] over windows j outside the exclusion zone
   |ts_j - ts_i| <= anomaly_exclusion_s (capped at a quarter of the clip) of the same clip; all windows of
   other clips count in a joint analysis. Repeated content always has a close match elsewhere; anomalous
   content has none. The novelty is smoothed over `anomaly_smooth_s` and turned into a robust z-score
-  (median, sigma_MAD). A span is flagged where the score exceeds anomaly_z, extended while it stays above
-  anomaly_z / 2 (hysteresis), kept if at least `anomaly_min_span_s` long; its score is its peak z.
+      z_i = (smooth_i - median(smooth)) / max(sigma_MAD(smooth), anomaly_scale_fraction * delta),
+  where delta = median over window pairs i < j of the clip of 1 - S[i, j] (its typical dissimilarity
+  between windows; all pairs up to SCALE_PAIRS pairs, else a seeded random sample of that many). The
+  floor matters when the clip repeats almost exactly: every normal window then has a near-perfect match,
+  the novelty and its MAD are ~0 (numerical noise), and without the floor a difference far below anything
+  meaningful would read as a huge z. With the floor, a span needs a best match worse than typical by at least
+  anomaly_z * anomaly_scale_fraction * delta (a quarter of the typical dissimilarity by default).
+  A span is flagged where z exceeds anomaly_z, extended while it stays above anomaly_z / 2 (hysteresis),
+  kept if at least `anomaly_min_span_s` long; its score is its peak z.
   (anomaly_z is higher than robust_z because a maximum of similarities has a heavier upper tail.)
 - Cross-clip matches (joint analysis). For each window of clip a, its most similar window in clip b. It
   matches if that similarity is at least a typical best match: median(best) - robust_z * sigma_MAD(best)
@@ -55,7 +75,8 @@ How each result is derived, and how each threshold is chosen (no threshold is an
   and last at least `match_min_span_s` are reported, for each pair a < b.
 
 Spans run from the start of their first window to ts[last] + stride_s.
-Scale: nothing here holds an N x N matrix except a preview of at most `max_plot_windows` squared; row-wise
+Scale: nothing here holds an N x N matrix except a preview of at most `max_plot_windows` squared (and S of
+a clip small enough for delta to use all its SCALE_PAIRS pairs, N <= 200); row-wise
 maxima are computed in blocks of rows, so a 20,000-window joint analysis fits in well under 4 GB.
 """
 
@@ -100,6 +121,9 @@ class StructureParams:
     )
     anomaly_z: float = 5.0  # robust z-score of the smoothed novelty that flags an anomaly (tails are heavy)
     anomaly_smooth_s: float = 3.0  # moving-average length applied to the novelty
+    anomaly_scale_fraction: float = (
+        0.05  # novelty scale floor, as a fraction of the median pairwise dissimilarity 1 - cos
+    )
     anomaly_min_span_s: float = 3.0  # shortest anomalous span reported
     match_min_span_s: float = 5.0  # shortest cross-clip match reported (joint analysis)
     max_plot_windows: int = 600  # the similarity preview is block-averaged down to at most this size
@@ -151,7 +175,8 @@ class ClipAnalysis:
     stride_s: float
     distance: np.ndarray  # [N-1] consecutive cosine distance d, attributed to ts[1:]
     change_score: np.ndarray  # [N-1] change score c, aligned with d, NaN near the ends
-    autocorr: np.ndarray  # [max_lag+1] r[k], lag k windows = k * stride_s seconds
+    autocorr: np.ndarray  # [max_lag+1] masked r_m[k] the period was found from; lag k = k * stride_s s
+    autocorr_excludes_anomalies: bool  # True when anomalous windows were left out of `autocorr`
     period: PeriodEstimate
     boundaries_s: list[float]
     change_points_s: list[float]
@@ -159,7 +184,7 @@ class ClipAnalysis:
     novelty: np.ndarray  # [N] 1 - best similarity outside the exclusion zone
     anomaly_score: np.ndarray  # [N] robust z-score of the smoothed novelty
     anomalies: list[AnomalySpan]
-    thresholds: dict[str, float]  # boundary distance, change score, anomaly score (robust z)
+    thresholds: dict[str, float]  # boundary distance, change score, anomaly score (robust z), novelty scale
     similarity_preview: np.ndarray  # [M, M] block-averaged S, M <= max_plot_windows
     similarity_preview_s: np.ndarray  # [M] start time of each preview block, s
 
@@ -169,7 +194,10 @@ class ClipAnalysis:
 
     @property
     def n_cycles(self) -> int:
-        return max(len(self.boundaries_s) - 1, 0) if self.period.period_s is not None else 0
+        """Complete cycles: consecutive cycle starts at most 1.5 periods apart (not a gap over an anomaly)."""
+        if self.period.period_s is None:
+            return 0
+        return int(np.sum(np.diff(self.boundaries_s) <= 1.5 * self.period.period_s))
 
 
 @dataclass
@@ -218,14 +246,29 @@ def _lagged_dot_sums(x: np.ndarray, max_lag: int) -> np.ndarray:
     return scipy.fft.irfft(power, n=n_fft)[: max_lag + 1]
 
 
-def _autocorr_centred(x: np.ndarray, max_lag: int) -> np.ndarray:
-    sums = _lagged_dot_sums(x, max_lag)
-    if sums[0] <= 1e-12 * len(x):  # every window identical: no variation, no structure
+def _autocorr_centred(x: np.ndarray, max_lag: int, mask: np.ndarray | None = None) -> np.ndarray:
+    """[N, D] centred rows -> [max_lag+1]: r (mask None) or r_m over the rows where mask [N] bool is True.
+
+    With a mask, x must be centred on the mean of the masked-in rows; the other rows are ignored.
+    """
+    if mask is None:
+        sums = _lagged_dot_sums(x, max_lag)
+        counts = len(x) - np.arange(max_lag + 1, dtype=np.float64)
+    else:
+        weight = mask.astype(np.float64)
+        sums = _lagged_dot_sums(x * weight[:, None].astype(x.dtype), max_lag)
+        counts = np.rint(_lagged_dot_sums(weight[:, None], max_lag))  # n_k, exact integers after rounding
+    if counts[0] == 0 or sums[0] <= 1e-12 * counts[0]:  # every window identical: no variation, no structure
         r = np.zeros(max_lag + 1)
         r[0] = 1.0
         return r
-    n = len(x)
-    return (sums / (n - np.arange(max_lag + 1))) / (sums[0] / n)
+    mean_products = np.divide(sums, counts, out=np.zeros(max_lag + 1), where=counts > 0)
+    return mean_products / mean_products[0]
+
+
+def _centre(u: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    """u minus the mean of its rows (of the rows where mask is True, when given)."""
+    return u - (u.mean(axis=0) if mask is None else u[mask].mean(axis=0))
 
 
 def autocorrelation(emb: np.ndarray, max_lag: int) -> np.ndarray:
@@ -233,7 +276,46 @@ def autocorrelation(emb: np.ndarray, max_lag: int) -> np.ndarray:
     if not 0 <= max_lag < len(emb):
         raise ValueError(f"max_lag must be in [0, {len(emb) - 1}], got {max_lag}")
     u = normalize_rows(emb)
-    return _autocorr_centred(u - u.mean(axis=0), max_lag)
+    return _autocorr_centred(_centre(u, None), max_lag)
+
+
+def masked_autocorrelation(emb: np.ndarray, mask: np.ndarray, max_lag: int) -> np.ndarray:
+    """[N, D], mask [N] bool (True = normal window) -> [max_lag+1] r_m (see module docstring); r_m[0] = 1.
+
+    r_m[k] = mean over pairs (i, i+k) of normal windows of x_i . x_{i+k}, divided by the same at k = 0,
+    x = u - mean of u over the normal windows; 0 where no such pair exists.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    if not 0 <= max_lag < len(emb):
+        raise ValueError(f"max_lag must be in [0, {len(emb) - 1}], got {max_lag}")
+    if mask.shape != (len(emb),) or not mask.any():
+        raise ValueError(f"mask must be a boolean [{len(emb)}] array with at least one True")
+    u = normalize_rows(emb)
+    return _autocorr_centred(_centre(u, mask), max_lag, mask)
+
+
+def typical_dissimilarity(u: np.ndarray, seed: int, max_pairs: int | None = None) -> float:
+    """delta = median over pairs i < j of 1 - u_i . u_j; u [N, D] unit rows.
+
+    Exact over all pairs when there are at most `max_pairs` (default SCALE_PAIRS) of them, else the median
+    of a seeded random sample of that many pairs (i != j): no N x N matrix.
+    """
+    n, max_pairs = len(u), SCALE_PAIRS if max_pairs is None else max_pairs
+    if n < 2:
+        return 0.0
+    if n * (n - 1) // 2 <= max_pairs:
+        similarity = (u @ u.T)[np.triu_indices(n, 1)]
+    else:
+        rng = np.random.default_rng(seed)
+        i = rng.integers(0, n, max_pairs)
+        j = (i + rng.integers(1, n, max_pairs)) % n
+        similarity = np.concatenate(
+            [np.einsum("ij,ij->i", u[i[c : c + 2048]], u[j[c : c + 2048]]) for c in range(0, max_pairs, 2048)]
+        )
+    return float(np.median(1.0 - similarity.astype(np.float64)))
+
+
+SCALE_PAIRS = 20_000  # window pairs behind the typical dissimilarity delta (exact below this many)
 
 
 def change_score(emb: np.ndarray, halfwidth_windows: int) -> np.ndarray:
@@ -316,15 +398,24 @@ def _gumbel_cdf(value: float, null: np.ndarray) -> float:
 
 
 def detect_period(
-    emb: np.ndarray, stride_s: float, params: StructureParams, autocorr: np.ndarray | None = None
+    emb: np.ndarray,
+    stride_s: float,
+    params: StructureParams,
+    autocorr: np.ndarray | None = None,
+    mask: np.ndarray | None = None,
 ) -> PeriodEstimate:
-    """Dominant period of the sequence, tested against block-shuffled surrogates (see module docstring)."""
+    """Dominant period of the sequence, tested against block-shuffled surrogates (see module docstring).
+
+    mask [N] bool: the normal windows (True); the period is then found from the masked autocorrelation
+    r_m, which `autocorr` must be if given. None: every window is normal (plain r).
+    """
     u = normalize_rows(emb)
-    x = u - u.mean(axis=0)
+    mask = None if mask is None or np.all(mask) else np.asarray(mask, dtype=bool)
+    x = _centre(u, mask)
     lag_min, lag_max, max_lag = period_lag_range(len(x), stride_s, params)
     if lag_max < lag_min:  # clip too short for min_cycles cycles of the shortest period
         return PeriodEstimate(None, 0.0, 0.0, 0.0, 0.0, 0.0)
-    r = _autocorr_centred(x, max_lag) if autocorr is None else autocorr[: max_lag + 1]
+    r = _autocorr_centred(x, max_lag, mask) if autocorr is None else autocorr[: max_lag + 1]
     comb = _Comb.build(lag_min, lag_max, max_lag)
     contrast = comb.contrast(r)
     best = int(np.argmax(contrast))
@@ -342,7 +433,8 @@ def detect_period(
     null = np.empty(params.n_surrogates)
     for s in range(params.n_surrogates):
         order = np.concatenate([np.arange(b, min(b + block, len(x))) for b in rng.permutation(starts)])
-        null[s] = comb.contrast(_autocorr_centred(x[order], max_lag)).max()
+        shuffled_mask = None if mask is None else mask[order]  # the mask travels with its windows
+        null[s] = comb.contrast(_autocorr_centred(x[order], max_lag, shuffled_mask)).max()
     confidence = _gumbel_cdf(statistic, null)
     # Parabola through the comb contrast at the best grid point and its neighbours.
     lag = float(comb.periods[best])
@@ -360,25 +452,34 @@ def detect_period(
 # Boundaries and change points
 
 
-def cycle_starts(distance: np.ndarray, period_windows: float, snap_threshold: float) -> np.ndarray:
+def cycle_starts(
+    distance: np.ndarray, period_windows: float, snap_threshold: float, valid: np.ndarray | None = None
+) -> np.ndarray:
     """Indices into `distance` of phase-aligned cycle starts.
 
     A predicted start is moved to the largest d within +-P/4 only if that d exceeds `snap_threshold` (a
-    real event); on a smooth cycle it stays where the phase puts it.
+    real event); on a smooth cycle it stays where the phase puts it. valid [N-1] bool (default all True):
+    the d between two normal windows; only those enter the phase fold, and no start is placed elsewhere.
     """
     n, p = len(distance), period_windows
+    valid = np.ones(n, dtype=bool) if valid is None else np.asarray(valid, dtype=bool)
     phases = np.arange(max(round(p), 1))
-    folded = [
-        distance[np.round(ph + p * np.arange(int((n - 1 - ph) / p) + 1)).astype(int)].mean() for ph in phases
-    ]
+    folded = []
+    for ph in phases:
+        idx = np.round(ph + p * np.arange(int((n - 1 - ph) / p) + 1)).astype(int)
+        idx = idx[valid[idx]]
+        folded.append(distance[idx].mean() if len(idx) else -np.inf)
     phase = phases[int(np.argmax(folded))]
     reach = max(1, round(p / 4))
+    candidates = np.where(valid, distance, -np.inf)
     starts = []
     for predicted in np.round(phase + p * np.arange(int((n - 1 - phase) / p) + 1)).astype(int):
         lo, hi = max(predicted - reach, 0), min(predicted + reach + 1, n)
-        local = lo + int(np.argmax(distance[lo:hi]))
-        starts.append(local if distance[local] > snap_threshold else predicted)
-    return np.unique(starts)
+        local = lo + int(np.argmax(candidates[lo:hi]))
+        start = local if candidates[local] > snap_threshold else predicted
+        if valid[start]:
+            starts.append(start)
+    return np.unique(np.array(starts, dtype=int))
 
 
 def robust_peaks(signal: np.ndarray, robust_z: float, min_gap_windows: int) -> tuple[np.ndarray, float]:
@@ -464,11 +565,16 @@ def best_matches(
 
 
 def anomaly_spans(
-    novelty: np.ndarray, ts: np.ndarray, stride_s: float, params: StructureParams
-) -> tuple[np.ndarray, list[AnomalySpan]]:
-    """Robust z-score of the smoothed novelty [N], and the flagged spans (hysteresis, minimum length)."""
+    novelty: np.ndarray, ts: np.ndarray, stride_s: float, params: StructureParams, scale_floor: float = 0.0
+) -> tuple[np.ndarray, list[AnomalySpan], float]:
+    """Robust z-score of the smoothed novelty [N], the flagged spans, and the scale used.
+
+    z = (smooth - median) / max(sigma_MAD, scale_floor); spans by hysteresis, at least anomaly_min_span_s.
+    The caller passes scale_floor = anomaly_scale_fraction * delta (see module docstring).
+    """
     smooth = uniform_filter1d(novelty.astype(np.float64), max(1, round(params.anomaly_smooth_s / stride_s)))
     median, sigma = robust_location_scale(smooth)
+    sigma = max(sigma, scale_floor)
     score = (smooth - median) / sigma
     min_len = max(1, math.ceil(params.anomaly_min_span_s / stride_s - 1e-9))
     spans = []
@@ -476,7 +582,7 @@ def anomaly_spans(
         if last - first + 1 >= min_len and score[first : last + 1].max() > params.anomaly_z:
             peak = float(score[first : last + 1].max())
             spans.append(AnomalySpan(float(ts[first]), float(ts[last] + stride_s), peak))
-    return score, spans
+    return score, spans, sigma
 
 
 def _matches_between(
@@ -548,45 +654,59 @@ def _analyze_one(u: np.ndarray, ts: np.ndarray, novelty: np.ndarray, params: Str
     """Everything but the novelty, which needs the other windows (of this clip or of all clips)."""
     stride_s = _stride_s(ts)
     n = len(u)
+    # 1. Anomalies: they need no period, and the period must not see them.
+    scale_floor = params.anomaly_scale_fraction * typical_dissimilarity(u, params.seed)
+    score, anomalies, novelty_scale = anomaly_spans(novelty, ts, stride_s, params, scale_floor)
+    normal = np.ones(n, dtype=bool)
+    for span in anomalies:
+        normal[(ts >= span.start_s) & (ts < span.end_s)] = False
+    mask = None if normal.all() else normal
+
+    # 2. Signals, and the period from the autocorrelation of the normal windows.
     distance = (1.0 - np.einsum("ij,ij->i", u[:-1], u[1:])).astype(np.float64)
     halfwidth = max(1, round(params.change_halfwidth_s / stride_s))
     change = change_score(u, halfwidth)
-    x = u - u.mean(axis=0)
+    x = _centre(u, mask)
     _, _, max_lag = period_lag_range(n, stride_s, params)
-    autocorr = _autocorr_centred(x, max_lag)
-    period = detect_period(u, stride_s, params, autocorr=autocorr)
+    autocorr = _autocorr_centred(x, max_lag, mask)
+    period = detect_period(u, stride_s, params, autocorr=autocorr, mask=mask)
 
+    # 3. Change points and boundaries.
     change_idx, change_threshold = robust_peaks(change, params.robust_z, halfwidth)
     gap = max(1, round(params.boundary_min_gap_s / stride_s))
     peaks, boundary_threshold = robust_peaks(distance, params.robust_z, gap)
     # With a period, boundaries are the cycle starts; without, the peaks of the distance.
     boundary_idx = peaks
     if period.period_s is not None:
-        boundary_idx = cycle_starts(distance, period.best_lag_windows, boundary_threshold)
+        valid = normal[:-1] & normal[1:]  # d between two normal windows
+        boundary_idx = cycle_starts(distance, period.best_lag_windows, boundary_threshold, valid)
 
-    # Repeats: per segment between change points, with the segment's own period, else the clip's.
+    # 4. Repeats: per segment between change points, with the segment's own period, else the clip's.
     repeats: list[RepeatSpan] = []
     edges = [0, *(change_idx + 1).tolist(), n]
     for lo, hi in itertools.pairwise(edges):
+        seg_normal = normal[lo:hi]
+        if seg_normal.sum() < 2:
+            continue
+        seg_mask = None if seg_normal.all() else seg_normal
         whole_clip = lo == 0 and hi == n
-        seg_period = period if whole_clip else detect_period(u[lo:hi], stride_s, params)
+        seg_period = period if whole_clip else detect_period(u[lo:hi], stride_s, params, mask=seg_mask)
         if seg_period.period_s is None:
             seg_period = period  # fall back to the clip's period, if any
         if seg_period.period_s is None:
             continue
         lag = seg_period.best_lag_windows
-        p, seg_x = round(lag), x[lo:hi] - x[lo:hi].mean(axis=0)
+        p, seg_x = round(lag), _centre(u[lo:hi], seg_mask)
         if p >= hi - lo:
             continue
-        r_at_period = float(_autocorr_centred(seg_x, p)[p])
-        mask = repeating_windows(seg_x, lag, r_at_period, params.repeat_fraction)
-        for first, last in _runs(mask):
+        r_at_period = float(_autocorr_centred(seg_x, p, seg_mask)[p])
+        seg_repeat = repeating_windows(seg_x, lag, r_at_period, params.repeat_fraction) & seg_normal
+        for first, last in _runs(seg_repeat):
             if last - first + 1 >= params.min_repeat_cycles * lag:
                 repeats.append(
                     RepeatSpan(float(ts[lo + first]), float(ts[lo + last] + stride_s), float(lag * stride_s))
                 )
 
-    score, anomalies = anomaly_spans(novelty, ts, stride_s, params)
     preview, starts = _preview(u, params.max_plot_windows)
     return ClipAnalysis(
         ts=ts,
@@ -594,6 +714,7 @@ def _analyze_one(u: np.ndarray, ts: np.ndarray, novelty: np.ndarray, params: Str
         distance=distance,
         change_score=change,
         autocorr=autocorr,
+        autocorr_excludes_anomalies=mask is not None,
         period=period,
         boundaries_s=[float(ts[i + 1]) for i in boundary_idx],
         change_points_s=[float(ts[i + 1]) for i in change_idx],
@@ -605,6 +726,7 @@ def _analyze_one(u: np.ndarray, ts: np.ndarray, novelty: np.ndarray, params: Str
             "boundary_distance": float(boundary_threshold),
             "change_score": float(change_threshold),
             "anomaly_score": float(params.anomaly_z),
+            "anomaly_novelty_scale": float(novelty_scale),
         },
         similarity_preview=preview,
         similarity_preview_s=ts[starts],

@@ -27,9 +27,8 @@ import av
 import numpy as np
 import torch
 
-from fisheye.video import VideoWriter, iter_frames, probe
+from fisheye.video import VideoWriter, iter_frames, prefetch, probe
 from VJEPA.preprocess import PreprocessSpec, preprocess_frames
-from fisheye.video import prefetch
 from VJEPA.stream import PREPROCESS_CHUNK_FRAMES, iter_window_batches
 from VJEPA.windows import stride_frames_for, window_starts
 

@@ -8,16 +8,15 @@ Renders a 1920x1080 30 fps H.265 fisheye clip of the sample scene (cached in ben
   - ffmpeg v360: ffmpeg's fisheye->flat filter (equidistant lens model, no k1..k4) + libx264
   - ffmpeg transcode: decode + libx264 with no rectification: the ceiling for decode-rectify-encode
   - pyav transcode: the same ceiling through this project's own reader and writer
-and the CPU time per frame of each stage alone (decode, remap, encode), whose sum bounds what two cores can do.
+and the CPU time per frame of each stage alone (decode, remap, encode), whose sum bounds what two
+cores can do.
 Peak memory (max RSS) of the egoclean run is measured in a child process for two clip lengths.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -27,14 +26,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import imageio_ffmpeg  # noqa: E402
-import numpy as np  # noqa: E402
+import imageio_ffmpeg
+import numpy as np
 
-from fisheye.camera import kb_unproject, rectified_camera  # noqa: E402
-from fisheye.rectify import EncoderSettings, PlaneRemapper, rectify_video  # noqa: E402
-from fisheye.sample import EGOCENTRIC_10K_CALIBRATION as CALIB  # noqa: E402
-from fisheye.sample import SampleRenderer, moving_boxes  # noqa: E402
-from fisheye.video import VideoWriter, iter_frames, probe  # noqa: E402
+from fisheye.camera import kb_unproject, rectified_camera
+from fisheye.rectify import EncoderSettings, PlaneRemapper, rectify_video
+from fisheye.sample import EGOCENTRIC_10K_CALIBRATION as CALIB
+from fisheye.sample import SampleRenderer, moving_boxes
+from fisheye.video import VideoWriter, iter_frames, probe
 
 W, H, FPS = 1920, 1080, 30
 OUT = Path(__file__).resolve().parent / "out"
@@ -92,13 +91,15 @@ def stage_cpu_ms(clip: Path, n: int = 150) -> dict[str, float]:
 
 
 def peak_rss_mb(clip: Path) -> float:
-    """Max RSS of a child process that rectifies `clip` (so earlier allocations here do not count)."""
+    """Peak RSS (VmHWM, kB) of a child process that rectifies `clip`. Not ru_maxrss: Linux carries that
+    across exec from the forking parent, whose 1080p rendering would count."""
     code = (
-        "import resource, sys; sys.path.insert(0, sys.argv[1]);"
-        "from fisheye.camera import rectified_camera; from fisheye.rectify import rectify_video, EncoderSettings;"
+        "import sys; sys.path.insert(0, sys.argv[1]);"
+        "from fisheye.camera import rectified_camera;"
+        "from fisheye.rectify import rectify_video, EncoderSettings;"
         "from fisheye.sample import EGOCENTRIC_10K_CALIBRATION as C;"
         "rectify_video(sys.argv[2], sys.argv[3], C, rectified_camera(C, 1920, 1080), EncoderSettings());"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+        "print([line.split()[1] for line in open('/proc/self/status') if line.startswith('VmHWM')][0])"
     )
     root = str(Path(__file__).resolve().parents[1])
     out = subprocess.run(
@@ -190,7 +191,6 @@ def main() -> None:
     if args.write:
         with open(args.write, "a") as f:
             f.write(text + "\n")
-    _ = math, resource
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""`python -m fisheye`: fetch Egocentric-10K clips and rectify their fisheye. A thin shell over fisheye.pipeline.
+"""`python -m fisheye`: fetch Egocentric-10K clips and rectify their fisheye; a thin shell over the pipeline.
 
 Parse the settings, pick the source (the Hub with a token, a local folder, or the built-in sample), run,
 report. Every expected failure is one line on stderr and a non-zero exit; finished outputs are kept.
@@ -23,6 +23,15 @@ DEFAULT_WORKER = "factory_001/worker_001"
 DEFAULT_CLIPS = "00001,00002"  # the seed's proof-of-concept clips
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default, unless it is None or the help text already says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default is None or "default" in (action.help or "") or isinstance(action.default, bool):
+            return action.help or ""
+        return super()._get_help_string(action) or ""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m fisheye",
@@ -30,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
         "builddotai/Egocentric-10K, undo the fisheye distortion, and keep only the rectified videos plus the "
         "pinhole camera they now follow (intrinsics.json). Without a token (HF_KEY or HF_TOKEN in .env) and "
         "without --source it runs offline on the built-in sample clip.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument(
         "--worker", default=None, help=f"factory/worker to fetch, as on the Hub (default: {DEFAULT_WORKER})"

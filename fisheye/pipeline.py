@@ -51,7 +51,7 @@ class Phase1Settings:
     clips: list[int] | None = field(default_factory=lambda: [1, 2])  # None = every clip of the worker
     out: Path = Path("data")
     hfov_deg: float | None = None  # None = widest view with no invalid (black) pixel
-    encoder: EncoderSettings = EncoderSettings()
+    encoder: EncoderSettings = field(default_factory=EncoderSettings)
 
     def output_affecting(self) -> dict:
         """The settings a finished output depends on: a rerun with other values redoes the clip."""
@@ -63,7 +63,8 @@ class Progress:
     """Hooks the CLI fills with progress bars and log lines; the library itself prints nothing."""
 
     log: Callable[[str], None] = lambda message: None
-    # bytes_bar(label, total) -> update(bytes_done_so_far); frames_bar(label, total) -> update(frames_since_last)
+    # bytes_bar(label, total) -> update(bytes_done_so_far)
+    # frames_bar(label, total) -> update(frames_since_last_call)
     bytes_bar: Callable[[str, int | None], Callable[[int], None]] = lambda label, total: lambda n: None
     frames_bar: Callable[[str, int], Callable[[int], None]] = lambda label, total: lambda n: None
 
@@ -101,7 +102,7 @@ def preview_image(
     camera: PinholeCamera,
     width: int = 1280,
 ) -> np.ndarray:
-    """Side-by-side BGR picture: the fisheye frame with the rectified view's outline drawn on it, and the result."""
+    """Side-by-side BGR picture: the fisheye frame with the rectified view's outline on it, and the result."""
     h, w = fisheye_rgb.shape[:2]
     edge = np.concatenate(
         [
@@ -187,7 +188,7 @@ def finished(entry: dict | None, folder: Path) -> bool:
 
 
 def run_phase1(settings: Phase1Settings, source: ShardSource, progress: Progress | None = None) -> dict:
-    """Fetch, rectify and clean up one worker's clips; returns the manifest (also written as manifest.json)."""
+    """Fetch, rectify and clean up one worker's clips; returns the manifest (also saved as manifest.json)."""
     progress = progress or Progress()
     worker = WorkerRef.parse(settings.worker)
     folder = output_dir(settings.out, worker)
@@ -220,7 +221,9 @@ def run_phase1(settings: Phase1Settings, source: ShardSource, progress: Progress
         if size:
             check_free_space(folder, 2 * size, f"shard {shard}")
         bar = progress.bytes_bar(f"download {shard}", size)
-        tar_path = source.fetch_shard(worker, shard, staging, lambda done_bytes, total: bar(done_bytes))
+        tar_path = source.fetch_shard(
+            worker, shard, staging, lambda done_bytes, _total, bar=bar: bar(done_bytes)
+        )
         clips = extract_clips(tar_path, worker, None if wanted is None else wanted - done, staging)
         if wanted is None:
             manifest["shards"][shard] = sorted(c.index for c in clips)

@@ -103,7 +103,7 @@ def test_scaling_keeps_pixel_centres():
 def test_chroma_maps_are_the_luma_maps_at_half_resolution():
     calib = CALIB.scaled_to(480, 270)
     camera = rectified_camera(calib, 480, 270)
-    (ly_x, ly_y), (c_x, c_y) = yuv420_plane_maps(calib, camera)
+    (ly_x, _ly_y), (c_x, _c_y) = yuv420_plane_maps(calib, camera)
     assert c_x.shape == (135, 240)
     # chroma sample (i, j) sits between luma samples 2i, 2i+1 and 2j, 2j+1
     luma_at_chroma = (ly_x[0::2, 0::2] + ly_x[1::2, 1::2] + ly_x[0::2, 1::2] + ly_x[1::2, 0::2]) / 4

@@ -8,8 +8,8 @@ import tarfile
 from pathlib import Path
 
 import pytest
-
 from fake_hub import FakeHub
+
 from fisheye import pipeline
 from fisheye.cli import main
 from fisheye.fetch import HubSource, LocalSource

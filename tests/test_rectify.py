@@ -99,13 +99,13 @@ def test_known_3d_points_land_where_the_pinhole_intrinsics_project_them(rectifie
     out, camera, _ = rectified
     rgb = next(iter_frames(out, "rgb24")).data.astype(np.int32)
     magenta = ((rgb[..., 0] - rgb[..., 1]) > 80) & ((rgb[..., 2] - rgb[..., 1]) > 80)
-    n, labels, _, _ = cv2.connectedComponentsWithStats(magenta.astype(np.uint8))
+    _n, labels, _, _ = cv2.connectedComponentsWithStats(magenta.astype(np.uint8))
     target = np.array(MARKER_RGB, dtype=np.float64)
     errors = []
     for expected in camera.project(np.array(MARKERS_3D)):
         if not (5 < expected[0] < W - 5 and 5 < expected[1] < H - 5):
             continue
-        label = labels[int(round(expected[1])), int(round(expected[0]))]
+        label = labels[round(expected[1]), round(expected[0])]
         assert label > 0, f"no marker found at {expected}"
         ys, xs = np.nonzero(labels == label)
         # weight the blob's pixels by how close they are to the marker colour (soft edges)
@@ -120,7 +120,7 @@ def test_known_3d_points_land_where_the_pinhole_intrinsics_project_them(rectifie
 
 
 def test_every_frame_and_timestamp_is_kept(fisheye_clip, rectified):
-    out, camera, stats = rectified
+    out, _camera, stats = rectified
     source, result = probe(fisheye_clip), probe(out)
     assert stats.frames == N_FRAMES == result.n_frames
     assert float(result.rate) == pytest.approx(

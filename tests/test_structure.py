@@ -14,8 +14,10 @@ from VJEPA.structure import (
     best_matches,
     change_score,
     consecutive_distance,
+    masked_autocorrelation,
     normalize_rows,
     self_similarity,
+    typical_dissimilarity,
 )
 
 
@@ -51,6 +53,37 @@ def test_signals_match_slow_reference() -> None:
             left, right = u[i + 1 - w : i + 1].sum(0), u[i + 1 : i + 1 + w].sum(0)
             cos = left @ right / np.linalg.norm(left) / np.linalg.norm(right)
             assert change[i] == pytest.approx(1 - cos, abs=1e-5)
+
+
+def test_masked_autocorrelation_matches_slow_reference() -> None:
+    rng = np.random.default_rng(6)
+    emb = (rng.standard_normal((41, 9)) + 2.0).astype(np.float32)
+    u = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+    n = len(u)
+    mask = np.ones(n, dtype=bool)
+    mask[[3, 4, 17]] = False
+    mask[25:32] = False
+    x = u - u[mask].mean(axis=0)
+    normal_pairs = [[i for i in range(n - k) if mask[i] and mask[i + k]] for k in range(n)]
+    lag0 = np.mean([x[i] @ x[i] for i in normal_pairs[0]])
+    reference = [
+        np.mean([x[i] @ x[i + k] for i in pairs]) / lag0 if pairs else 0.0
+        for k, pairs in enumerate(normal_pairs)
+    ]
+    assert np.allclose(masked_autocorrelation(emb, mask, n - 1), reference, atol=1e-5)
+    # Every window normal: the plain autocorrelation.
+    assert np.allclose(
+        masked_autocorrelation(emb, np.ones(n, dtype=bool), n - 2), autocorrelation(emb, n - 2), atol=1e-6
+    )
+
+
+def test_typical_dissimilarity_is_median_pair_distance() -> None:
+    rng = np.random.default_rng(7)
+    u = normalize_rows(rng.standard_normal((60, 16)) + 1.0)
+    exact = np.median([1 - u[i] @ u[j] for i in range(60) for j in range(i + 1, 60)])
+    assert typical_dissimilarity(u, seed=0) == pytest.approx(exact, abs=1e-6)
+    sampled = typical_dissimilarity(u, seed=0, max_pairs=1000)  # a random sample of the 1,770 pairs
+    assert sampled == pytest.approx(exact, rel=0.05)
 
 
 def test_best_matches_blockwise_equals_full_matrix() -> None:
