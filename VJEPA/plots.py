@@ -12,12 +12,24 @@ from typing import IO
 import matplotlib
 
 matplotlib.use("Agg")
+import matplotlib.colors as mcolors
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from VJEPA.structure import ClipAnalysis, JointAnalysis
+
+
+def _equalised_norm(similarity: np.ndarray, levels: int = 64) -> mcolors.Normalize:
+    """Colour levels at quantiles of the similarities, so that each colour covers as many cells.
+
+    One strong anomaly would otherwise squeeze every other contrast (the cycle itself) into one colour.
+    """
+    bounds = np.unique(np.quantile(similarity, np.linspace(0.0, 1.0, levels + 1)))
+    if len(bounds) < 3:
+        return mcolors.Normalize()
+    return mcolors.BoundaryNorm(bounds, ncolors=256)
 
 
 def mmss(seconds: float, _pos: object = None) -> str:
@@ -76,8 +88,14 @@ def clip_figure(analysis: ClipAnalysis, clip_name: str) -> Figure:
     # 2. Self-similarity matrix (block-averaged preview).
     preview_s = analysis.similarity_preview_s
     extent = (float(preview_s[0]), t_end, t_end, float(preview_s[0]))
-    image = ax_ssm.imshow(analysis.similarity_preview, cmap="viridis", extent=extent, interpolation="nearest")
-    fig.colorbar(image, ax=ax_ssm, shrink=0.8, label="cosine similarity")
+    image = ax_ssm.imshow(
+        analysis.similarity_preview,
+        cmap="viridis",
+        norm=_equalised_norm(analysis.similarity_preview),
+        extent=extent,
+        interpolation="nearest",
+    )
+    fig.colorbar(image, ax=ax_ssm, shrink=0.8, label="cosine similarity (colours equalised)")
     ax_ssm.set_title("2  Self-similarity (bright = alike)", loc="left", fontsize=10)
     ax_ssm.set_xlabel("time (m:ss)")
     ax_ssm.set_ylabel("time (m:ss)")
@@ -119,6 +137,10 @@ def clip_figure(analysis: ClipAnalysis, clip_name: str) -> Figure:
     ax_anom.set_title("4  Anomaly score: 1 - best match outside own neighbourhood", loc="left", fontsize=10)
     ax_anom.set_xlabel("time (m:ss)")
     ax_anom.set_ylabel("robust z")
+    if np.nanmax(analysis.anomaly_score) > 20 * analysis.thresholds["anomaly_score"]:
+        # a huge peak would flatten the rest: log scale above the threshold keeps it visible
+        ax_anom.set_yscale("symlog", linthresh=analysis.thresholds["anomaly_score"])
+        ax_anom.set_ylim(bottom=-1.0)
     ax_anom.legend(loc="upper right", fontsize=8, ncols=4)
     _time_axis(ax_anom.xaxis)
     return fig
@@ -131,7 +153,12 @@ def joint_figure(joint: JointAnalysis, clip_names: list[str]) -> Figure:
     )
     n_matches = len(joint.matches)
     fig.suptitle(f"Joint analysis of {len(clip_names)} clips: {n_matches} cross-clip matches", fontsize=12)
-    image = ax_ssm.imshow(joint.similarity_preview, cmap="viridis", interpolation="nearest")
+    image = ax_ssm.imshow(
+        joint.similarity_preview,
+        cmap="viridis",
+        norm=_equalised_norm(joint.similarity_preview),
+        interpolation="nearest",
+    )
     fig.colorbar(image, ax=ax_ssm, shrink=0.8, label="cosine similarity")
     starts = [int(np.argmax(joint.preview_clip == c)) for c in range(len(clip_names))]
     for s in starts[1:]:
@@ -159,6 +186,11 @@ def joint_figure(joint: JointAnalysis, clip_names: list[str]) -> Figure:
                       loc="left", fontsize=10)  # fmt: skip
     ax_anom.set_xlabel("time, clips end to end (m:ss)")
     ax_anom.set_ylabel("robust z")
+    peak = max(float(np.nanmax(clip.anomaly_score)) for clip in joint.clips)
+    threshold = joint.clips[0].thresholds["anomaly_score"]
+    if peak > 20 * threshold:
+        ax_anom.set_yscale("symlog", linthresh=threshold)
+        ax_anom.set_ylim(bottom=-1.0)
     ax_anom.legend(fontsize=8)
     _time_axis(ax_anom.xaxis)
     return fig
