@@ -12,9 +12,14 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
 import torch
 from transformers import VJEPA2Config, VJEPA2Model
+
+from VJEPA.tiny_model import tiny_config
 
 TFLOP_PER_WINDOW = 11.57  # ViT-L encoder, one 64-frame 256 px window (FACTS.md section 4)
 BATCH_SIZES = (1, 2, 4, 8, 16)
@@ -35,20 +40,8 @@ def vitl_config() -> VJEPA2Config:
 
 
 def smoke_config() -> VJEPA2Config:
-    return VJEPA2Config(
-        crop_size=32,
-        patch_size=16,
-        frames_per_clip=4,
-        tubelet_size=2,
-        hidden_size=64,
-        num_attention_heads=4,
-        num_hidden_layers=2,
-        mlp_ratio=2.0,
-        pred_hidden_size=32,
-        pred_num_attention_heads=2,
-        pred_num_hidden_layers=1,
-        pred_num_mask_tokens=2,
-    )
+    """The tests' tiny model: checks the script end to end on a CPU in seconds."""
+    return tiny_config()
 
 
 def time_batch(model: VJEPA2Model, config: VJEPA2Config, batch_size: int, frames: int, repeats: int) -> dict:
