@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 from transformers import VJEPA2Config, VJEPA2Model, VJEPA2VideoProcessor
+from transformers.utils import logging as hf_logging
 
 TINY_CROP_SIZE = 32
 
@@ -44,6 +45,7 @@ def save_tiny_model(folder: Path, seed: int = 0) -> Path:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = VJEPA2Model(tiny_config())
+    hf_logging.disable_progress_bar()  # a one-file save needs no progress bar in the run's log
     model.save_pretrained(folder)
     VJEPA2VideoProcessor(crop_size=TINY_CROP_SIZE).save_pretrained(folder)
     return folder
