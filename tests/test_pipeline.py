@@ -249,3 +249,26 @@ def test_local_source_reads_without_copying(hub):
     assert source.list_shards(pipeline.WorkerRef.parse("factory_001/worker_001")) == [
         f"factory001_worker001_part{i:02d}.tar" for i in range(3)
     ]
+
+
+def test_full_disk_mid_encode_is_one_line_and_loses_nothing(hub, tmp_path, capsys, monkeypatch):
+    import errno
+
+    from fisheye import video
+
+    out = tmp_path / "data"
+    assert run_cli(hub, out, "--clips", "1") == 0
+    real_write = video.VideoWriter.write
+
+    def fill_disk(self, image, pts, pixel_format="yuv420p"):
+        if pts > 5:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(self, image, pts, pixel_format)
+
+    monkeypatch.setattr(video.VideoWriter, "write", fill_disk)
+    assert run_cli(hub, out, "--clips", "1,2") == 2
+    assert "disk full" in one_line_error(capsys)
+    folder = out / "factory_001"
+    assert (folder / "rectified_clip_1.mp4").is_file(), "finished outputs are kept"
+    assert not (folder / "rectified_clip_2.mp4").exists() and not list(folder.glob("*.partial*"))
+    assert (hub / WORKER_DIR / "factory001_worker001_part01.tar").is_file()
