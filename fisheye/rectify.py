@@ -81,6 +81,13 @@ class PlaneRemapper:
         return out
 
 
+def output_color(source: VideoInfo) -> tuple[int, int, int, int]:
+    """The source's colour tags for the output, except the range: the reader hands over limited-range
+    yuv420p, so a full-range (yuvj420p) source has been converted to limited range (1 = MPEG/tv)."""
+    colorspace, color_range, primaries, trc = source.color
+    return colorspace, 1 if source.pix_fmt.startswith("yuvj") else color_range, primaries, trc
+
+
 def yuv420p_to_rgb(yuv: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(yuv, cv2.COLOR_YUV2RGB_I420)
 
@@ -124,7 +131,7 @@ def rectify_video(
         codec=encoder.codec,
         crf=encoder.crf,
         preset=encoder.preset,
-        color=info.color,
+        color=output_color(info),
     )
     try:
         for source, yuv in stages:

@@ -172,3 +172,39 @@ def test_plane_remap_equals_slow_per_pixel_reference(fisheye_clip):
     assert diff.max() <= 2.0 and diff.mean() < 0.3  # OpenCV interpolates with 1/32-pixel fixed-point weights
     # chroma: the U plane of the output matches remapping a half-size copy by the same reference geometry
     assert fast.shape == yuv.shape
+
+
+def test_full_range_source_is_tagged_as_converted(tmp_path):
+    """A yuvj420p (full-range) source reaches the remap as limited-range yuv420p: the output must say so,
+    or players would show it washed out."""
+    import subprocess
+
+    import imageio_ffmpeg
+
+    src = tmp_path / "full_range.mp4"
+    subprocess.run(
+        [
+            imageio_ffmpeg.get_ffmpeg_exe(),
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=192x108:rate=30",
+            "-t",
+            "0.5",
+            "-pix_fmt",
+            "yuvj420p",
+            "-c:v",
+            "libx264",
+            str(src),
+        ],
+        check=True,
+    )
+    assert probe(src).pix_fmt == "yuvj420p"
+    camera = rectified_camera(EGOCENTRIC_10K_CALIBRATION.scaled_to(192, 108), 192, 108)
+    out = tmp_path / "out.mp4"
+    rectify_video(src, out, EGOCENTRIC_10K_CALIBRATION, camera)
+    info = probe(out)
+    assert info.pix_fmt == "yuv420p" and info.color[1] != 2  # not AVCOL_RANGE_JPEG: limited, as converted
+    assert info.n_frames == 15
