@@ -99,6 +99,10 @@ need_gb() {  # need_gb FOLDER GB WHAT
   ((have >= $2)) || die "$1 has $have GB free, $3 needs about $2 GB: free some space or use --out elsewhere"
 }
 
+pip_quiet() {  # pip, without the one harmless line some machines' pip config prints for every package
+  "$VENV/bin/python" -m pip "$@" 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+}
+
 stamp="$VENV/.egoclean-requirements"
 if [[ ${EGOCLEAN_NO_INSTALL:-0} == 1 ]]; then
   : # use $VENV as it is (the tests run run.sh from inside an existing environment)
@@ -106,8 +110,8 @@ elif [[ ! -f "$stamp" ]] || ! cmp -s requirements.txt "$stamp"; then
   need_gb . 8 "the virtualenv (PyTorch is large)"
   say "installing dependencies into $VENV (first run only; a few minutes)"
   [[ -x "$VENV/bin/python" ]] || "$PYTHON" -m venv "$VENV"
-  "$VENV/bin/python" -m pip install --quiet --upgrade pip
-  "$VENV/bin/python" -m pip install --quiet -r requirements.txt
+  pip_quiet install --quiet --upgrade pip
+  pip_quiet install --quiet -r requirements.txt
   cp requirements.txt "$stamp"
 fi
 PY="$VENV/bin/python"

@@ -78,7 +78,10 @@ def find_embeddings(paths: Sequence[str]) -> list[Path]:
                 )
             found += inside
         elif not path.exists():
-            raise InputError(f"{path}: no such file or folder; give a folder or an *{EMB_SUFFIX} file")
+            raise InputError(
+                f"{path}: no such file or folder; give a folder or an *{EMB_SUFFIX} file, "
+                "or embed the clips first (python VJEPA/encode.py)"
+            )
         elif not path.name.endswith(EMB_SUFFIX):
             raise InputError(f"{path}: not an embedding file; give a folder or an *{EMB_SUFFIX} file")
         else:

@@ -183,8 +183,12 @@ def find_clips(inputs: list[str]) -> list[Path]:
             if not found:
                 raise InputError(f"{item}: folder holds no .mp4 clips; run phase 1 first or pass clip paths")
             clips.extend(found)
+        elif not item.exists() and item.suffix.lower() != ".mp4":
+            raise InputError(
+                f"{item}: no such folder; run phase 1 first (bash run.sh 1) or pass the rectified clips"
+            )
         else:
-            clips.append(item)  # a missing file is reported when it is read
+            clips.append(item)  # a missing clip is reported when it is read, the others still run
     return clips
 
 

@@ -200,3 +200,9 @@ def test_script_offline_hub_model_exits_2_with_one_line(test_clip, tmp_path):
     assert len(lines) == 1 and lines[0].startswith("error: ")
     assert "huggingface-cli download facebook/vjepa2-vitl-fpc64-256" in lines[0] and "--model" in lines[0]
     assert not (tmp_path / "out").exists()
+
+
+def test_missing_input_folder_says_to_run_phase_1(tiny_model_dir, tmp_path, capsys):
+    assert main([str(tmp_path / "factory_001"), "--model", str(tiny_model_dir)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no such folder" in err[0] and "phase 1" in err[0]
