@@ -380,12 +380,13 @@ def verify_clip(clip: ExtractedClip) -> VideoInfo:
         info = probe(path)
     except VideoError as err:
         raise VideoError(f"clip {clip.name}: {err}") from err
-    want_codec = FFMPEG_CODEC.get(expected.codec, expected.codec)
+    want_codec = FFMPEG_CODEC.get(expected.codec.lower(), expected.codec.lower())
     if info.codec != want_codec:
         raise mismatch("codec", f"{expected.codec} ({want_codec})", info.codec)
     if (info.width, info.height) != (expected.width, expected.height):
         raise mismatch("width x height", f"{expected.width}x{expected.height}", f"{info.width}x{info.height}")
-    if abs(info.fps - expected.fps) > 0.01:
+    # 1%: a sidecar's nominal 30 for 30000/1001 (29.97) video is not damage; 25 vs 30 is a wrong file
+    if abs(info.fps - expected.fps) > 0.01 * expected.fps:
         raise mismatch("fps", expected.fps, round(info.fps, 3))
     # Containers round the last frame's duration differently: allow two frames, and at least half a second.
     tolerance = max(0.5, 2.0 / expected.fps)

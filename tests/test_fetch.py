@@ -704,3 +704,9 @@ def test_verify_missing_file(good_clip: ExtractedClip, tmp_path: Path) -> None:
     shutil.move(good_clip.video_path, tmp_path / "moved.mp4")
     with pytest.raises(VideoError, match="does not exist"):
         verify_clip(good_clip)
+
+
+def test_verify_accepts_nominal_sidecar_values(good_clip: ExtractedClip) -> None:
+    """A sidecar's nominal 29.97 for 30 fps video, or an upper-case codec name, is not damage."""
+    clip = replace(good_clip, sidecar=replace(good_clip.sidecar, fps=29.97, codec="HEVC"))
+    assert verify_clip(clip).codec == "hevc"
