@@ -32,6 +32,13 @@ def _equalised_norm(similarity: np.ndarray, levels: int = 64) -> mcolors.Normali
     return mcolors.BoundaryNorm(bounds, ncolors=256)
 
 
+def _log_scale_above(ax: plt.Axes, peak: float, threshold: float) -> None:
+    """A peak far above the threshold flattens the rest: a log scale above the threshold keeps it visible."""
+    if peak > 20 * threshold:
+        ax.set_yscale("symlog", linthresh=threshold)
+        ax.set_ylim(bottom=-1.0)
+
+
 def mmss(seconds: float, _pos: object = None) -> str:
     """Seconds as m:ss (a tick-label formatter; `_pos` is matplotlib's tick position, unused)."""
     sign, whole = ("-" if seconds < 0 else ""), round(abs(seconds))
@@ -137,10 +144,7 @@ def clip_figure(analysis: ClipAnalysis, clip_name: str) -> Figure:
     ax_anom.set_title("4  Anomaly score: 1 - best match outside own neighbourhood", loc="left", fontsize=10)
     ax_anom.set_xlabel("time (m:ss)")
     ax_anom.set_ylabel("robust z")
-    if np.nanmax(analysis.anomaly_score) > 20 * analysis.thresholds["anomaly_score"]:
-        # a huge peak would flatten the rest: log scale above the threshold keeps it visible
-        ax_anom.set_yscale("symlog", linthresh=analysis.thresholds["anomaly_score"])
-        ax_anom.set_ylim(bottom=-1.0)
+    _log_scale_above(ax_anom, float(np.nanmax(analysis.anomaly_score)), analysis.thresholds["anomaly_score"])
     ax_anom.legend(loc="upper right", fontsize=8, ncols=4)
     _time_axis(ax_anom.xaxis)
     return fig
@@ -159,7 +163,7 @@ def joint_figure(joint: JointAnalysis, clip_names: list[str]) -> Figure:
         norm=_equalised_norm(joint.similarity_preview),
         interpolation="nearest",
     )
-    fig.colorbar(image, ax=ax_ssm, shrink=0.8, label="cosine similarity")
+    fig.colorbar(image, ax=ax_ssm, shrink=0.8, label="cosine similarity (colours equalised)")
     starts = [int(np.argmax(joint.preview_clip == c)) for c in range(len(clip_names))]
     for s in starts[1:]:
         ax_ssm.axhline(s - 0.5, color="white", lw=1)
@@ -187,10 +191,7 @@ def joint_figure(joint: JointAnalysis, clip_names: list[str]) -> Figure:
     ax_anom.set_xlabel("time, clips end to end (m:ss)")
     ax_anom.set_ylabel("robust z")
     peak = max(float(np.nanmax(clip.anomaly_score)) for clip in joint.clips)
-    threshold = joint.clips[0].thresholds["anomaly_score"]
-    if peak > 20 * threshold:
-        ax_anom.set_yscale("symlog", linthresh=threshold)
-        ax_anom.set_ylim(bottom=-1.0)
+    _log_scale_above(ax_anom, peak, joint.clips[0].thresholds["anomaly_score"])
     ax_anom.legend(fontsize=8)
     _time_axis(ax_anom.xaxis)
     return fig

@@ -93,6 +93,7 @@ from scipy.ndimage import uniform_filter1d
 from scipy.signal import find_peaks
 
 MAD_TO_SIGMA = 1.4826  # sigma of a normal distribution = 1.4826 * its median absolute deviation
+SCALE_PAIRS = 20_000  # window pairs behind the typical dissimilarity delta (exact below this many)
 
 
 @dataclass(frozen=True)
@@ -121,9 +122,7 @@ class StructureParams:
     )
     anomaly_z: float = 5.0  # robust z-score of the smoothed novelty that flags an anomaly (tails are heavy)
     anomaly_smooth_s: float = 3.0  # moving-average length applied to the novelty
-    anomaly_scale_fraction: float = (
-        0.05  # novelty scale floor, as a fraction of the median pairwise dissimilarity 1 - cos
-    )
+    anomaly_scale_fraction: float = 0.05  # novelty scale floor: fraction of the median pair 1 - cos
     anomaly_min_span_s: float = 3.0  # shortest anomalous span reported
     match_min_span_s: float = 5.0  # shortest cross-clip match reported (joint analysis)
     max_plot_windows: int = 600  # the similarity preview is block-averaged down to at most this size
@@ -313,9 +312,6 @@ def typical_dissimilarity(u: np.ndarray, seed: int, max_pairs: int | None = None
             [np.einsum("ij,ij->i", u[i[c : c + 2048]], u[j[c : c + 2048]]) for c in range(0, max_pairs, 2048)]
         )
     return float(np.median(1.0 - similarity.astype(np.float64)))
-
-
-SCALE_PAIRS = 20_000  # window pairs behind the typical dissimilarity delta (exact below this many)
 
 
 def change_score(emb: np.ndarray, halfwidth_windows: int) -> np.ndarray:

@@ -130,33 +130,28 @@ def main() -> None:
     )
     x264 = ["-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-pix_fmt", "yuv420p"]
 
-    def pyav_transcode() -> None:
+    def one_thread(out: Path, remap: PlaneRemapper | None) -> None:
+        """Decode, (remap,) encode stage after stage in one Python thread (each stage may still use its
+        own threads): without remap, our reader/writer's ceiling; with it, what overlapping buys."""
         info = probe(clip)
-        with VideoWriter(OUT / "pyav.mp4", W, H, info.rate, info.time_base, "h264", 18, "veryfast") as w:
+        with VideoWriter(out, W, H, info.rate, info.time_base, "h264", 18, "veryfast") as w:
             for f in iter_frames(clip, "yuv420p"):
-                w.write(f.data, f.pts)
-
-    def sequential() -> None:
-        """The same work stage after stage in one Python thread (each stage may still use its own
-        threads): what overlapping the stages buys."""
-        info = probe(clip)
-        remap = PlaneRemapper(CALIB, camera)
-        with VideoWriter(OUT / "seq.mp4", W, H, info.rate, info.time_base, "h264", 18, "veryfast") as w:
-            for f in iter_frames(clip, "yuv420p"):
-                w.write(remap(f.data), f.pts)
+                w.write(remap(f.data) if remap else f.data, f.pts)
 
     runs = {
         "egoclean rectify (decode + remap + encode)": lambda: rectify_video(
             clip, OUT / "ours.mp4", CALIB, camera, ENC
         ),
-        "egoclean stages one after another, no pipeline": sequential,
+        "egoclean stages one after another, no pipeline": lambda: one_thread(
+            OUT / "seq.mp4", PlaneRemapper(CALIB, camera)
+        ),
         "ffmpeg v360 fisheye->flat + libx264": lambda: ffmpeg(
             "-i", str(clip), "-vf", v360, *x264, str(OUT / "v360.mp4")
         ),
         "ffmpeg transcode, no rectification (ceiling)": lambda: ffmpeg(
             "-i", str(clip), *x264, str(OUT / "plain.mp4")
         ),
-        "PyAV transcode through our reader/writer, no remap": pyav_transcode,
+        "PyAV transcode through our reader/writer, no remap": lambda: one_thread(OUT / "pyav.mp4", None),
     }
     seconds: dict[str, list[float]] = {name: [] for name in runs}
     stage_runs: list[dict[str, float]] = []

@@ -40,8 +40,6 @@ class EncoderSettings:
 @dataclass(frozen=True)
 class RectifyStats:
     frames: int
-    first_pts: int
-    last_pts: int
     source: VideoInfo
     preview_rgb: tuple[np.ndarray, np.ndarray] | None  # (fisheye, rectified) RGB of the middle frame
 
@@ -115,13 +113,14 @@ def rectify_video(
     remap = PlaneRemapper(calib.scaled_to(info.width, info.height), camera)
     preview_index = info.n_frames // 2
 
-    def remap_frames(frames: Iterator[Frame]) -> Iterator[tuple[Frame, np.ndarray]]:
+    def remap_frames(frames: Iterator[Frame]) -> Iterator[tuple[int, np.ndarray, np.ndarray | None]]:
+        """(pts, rectified yuv420p, the source yuv420p for the preview frame only: nothing else is held)"""
         for frame in frames:
-            yield frame, remap(frame.data)
+            yield frame.pts, remap(frame.data), frame.data if frame.index == preview_index else None
 
     # three stages on three threads: decode | remap | encode (here)
     stages = prefetch(remap_frames(prefetch(iter_frames(src, "yuv420p"), QUEUE_FRAMES)), QUEUE_FRAMES)
-    frames, first_pts, last_pts, preview = 0, 0, 0, None
+    frames, preview = 0, None
     writer = VideoWriter(
         dst,
         camera.width,
@@ -134,12 +133,10 @@ def rectify_video(
         color=output_color(info),
     )
     try:
-        for source, yuv in stages:
-            writer.write(yuv, source.pts)
-            if source.index == preview_index:
-                preview = (yuv420p_to_rgb(source.data), yuv420p_to_rgb(yuv))
-            first_pts = source.pts if source.index == 0 else first_pts
-            last_pts = source.pts
+        for pts, yuv, source_yuv in stages:
+            writer.write(yuv, pts)
+            if source_yuv is not None:
+                preview = (yuv420p_to_rgb(source_yuv), yuv420p_to_rgb(yuv))
             frames += 1
             if progress and frames % 10 == 0:
                 progress(10)
@@ -155,6 +152,4 @@ def rectify_video(
         raise VideoError(
             f"{src}: no frame could be decoded; the file is corrupt: delete it and fetch it again"
         )
-    return RectifyStats(
-        frames=frames, first_pts=first_pts, last_pts=last_pts, source=info, preview_rgb=preview
-    )
+    return RectifyStats(frames=frames, source=info, preview_rgb=preview)
