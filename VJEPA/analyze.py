@@ -25,9 +25,9 @@ if __package__ in (None, ""):  # run as `python VJEPA/analyze.py`: make the repo
 
 import numpy as np
 
-from fisheye.cli import HelpFormatter
-from fisheye.errors import EgoCleanError, InputError
-from fisheye.files import atomic_output, check_writable, save_npy, write_json
+from egoclean.config import HelpFormatter
+from egoclean.errors import EgoCleanError, InputError
+from egoclean.files import atomic_output, check_writable, save_npy, write_json
 from VJEPA import plots
 from VJEPA.structure import ClipAnalysis, StructureParams, analyze, analyze_joint
 

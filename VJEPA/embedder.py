@@ -16,8 +16,8 @@ import torch
 from transformers import AutoConfig, AutoModel, VJEPA2VideoProcessor
 from transformers.utils import logging as hf_logging
 
-from fisheye.errors import EgoCleanError
-from fisheye.video import Frame
+from egoclean.errors import EgoCleanError
+from egoclean.video import Frame
 from VJEPA.preprocess import CropMode, PreprocessSpec
 from VJEPA.stream import StreamStats, iter_window_batches
 

@@ -27,10 +27,10 @@ if __package__ in (None, ""):  # run as `python VJEPA/encode.py`: make the repo 
 import numpy as np
 from tqdm import tqdm
 
-from fisheye.cli import HelpFormatter
-from fisheye.errors import EgoCleanError, InputError, VideoError
-from fisheye.files import is_partial, save_npy, write_json
-from fisheye.video import iter_frames, prefetch, probe
+from egoclean.config import HelpFormatter
+from egoclean.errors import EgoCleanError, InputError, VideoError
+from egoclean.files import is_partial, save_npy, write_json
+from egoclean.video import iter_frames, prefetch, probe
 from VJEPA.embedder import Encoder, embed_frames, load_encoder, model_description
 from VJEPA.preprocess import CROP_MODES
 from VJEPA.windows import dropped_tail_frames, span_frames, stride_frames_for, window_count

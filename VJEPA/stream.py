@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from fisheye.video import Frame
+from egoclean.video import Frame
 from VJEPA.preprocess import CropMode, PreprocessSpec, crop_offsets, preprocess_frames, resized_size
 from VJEPA.windows import frame_is_needed, span_frames, window_ending_at, window_frame_indices
 

@@ -18,7 +18,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests import synthetic_embeddings as se  # noqa: E402  (needs the repo root on sys.path)
+from VJEPA import synthetic as se  # noqa: E402  (needs the repo root on sys.path)
 from VJEPA.structure import analyze, analyze_joint  # noqa: E402
 
 CLIP_WINDOWS, DIM = 1200, 1024

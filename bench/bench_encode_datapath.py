@@ -27,7 +27,7 @@ import av
 import numpy as np
 import torch
 
-from fisheye.video import VideoWriter, iter_frames, prefetch, probe
+from egoclean.video import VideoWriter, iter_frames, prefetch, probe
 from VJEPA.preprocess import PreprocessSpec, preprocess_frames
 from VJEPA.stream import PREPROCESS_CHUNK_FRAMES, iter_window_batches
 from VJEPA.windows import stride_frames_for, window_starts

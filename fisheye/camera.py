@@ -26,7 +26,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from fisheye.errors import CalibrationError
+from egoclean.errors import CalibrationError
 
 CALIBRATION_FIELDS = ("image_width", "image_height", "fx", "fy", "cx", "cy", "k1", "k2", "k3", "k4")
 

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from fisheye.errors import AuthError, EgoCleanError
+from egoclean.config import HelpFormatter
+from egoclean.errors import AuthError, EgoCleanError
 from fisheye.fetch import HubSource, LocalSource, ShardSource, WorkerRef, parse_clip_selection, resolve_token
 from fisheye.pipeline import Phase1Settings, Progress, output_dir, run_phase1
 from fisheye.rectify import EncoderSettings
@@ -21,15 +22,6 @@ from fisheye.sample import SampleSpec, write_sample_hub
 
 DEFAULT_WORKER = "factory_001/worker_001"
 DEFAULT_CLIPS = "00001,00002"  # the seed's proof-of-concept clips
-
-
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows each option's default, unless it is None or the help text already says it."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        if action.default is None or "default" in (action.help or "") or isinstance(action.default, bool):
-            return action.help or ""
-        return super()._get_help_string(action) or ""
 
 
 def build_parser() -> argparse.ArgumentParser:

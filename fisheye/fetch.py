@@ -19,7 +19,7 @@ Public API:
     find_missing(wanted, found) -> set[int]
 
 This is a library: it never prints. Progress goes through optional callbacks; failures raise the exceptions of
-fisheye.errors with a one-line message naming the file, worker or clip, what is wrong and what to do.
+egoclean.errors with a one-line message naming the file, worker or clip, what is wrong and what to do.
 """
 
 from __future__ import annotations
@@ -49,8 +49,8 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
-from fisheye.errors import AuthError, CalibrationError, EgoCleanError, FetchError, OutputError, VideoError
-from fisheye.video import VideoInfo, probe
+from egoclean.errors import AuthError, CalibrationError, EgoCleanError, FetchError, OutputError, VideoError
+from egoclean.video import VideoInfo, probe
 
 REPO_ID = "builddotai/Egocentric-10K"
 TOKEN_HELP = "set HF_KEY in .env: create a read token at https://huggingface.co/settings/tokens"

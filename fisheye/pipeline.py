@@ -35,11 +35,11 @@ from fisheye.camera import (
     rectified_camera,
     source_positions,
 )
-from fisheye.errors import FetchError, VideoError
+from egoclean.errors import FetchError, VideoError
 from fisheye.fetch import ExtractedClip, ShardSource, WorkerRef, extract_clips, verify_clip
-from fisheye.files import atomic_output, check_free_space, check_writable, write_json
+from egoclean.files import atomic_output, check_free_space, check_writable, write_json
 from fisheye.rectify import EncoderSettings, RectifyStats, rectify_video
-from fisheye.video import probe
+from egoclean.video import probe
 
 MANIFEST_VERSION = 1
 STAGING_DIR = ".staging"  # raw intermediates (shards, extracted clips, Hub cache); deleted when done

@@ -20,8 +20,8 @@ import cv2
 import numpy as np
 
 from fisheye.camera import FisheyeCalibration, PinholeCamera, yuv420_plane_maps
-from fisheye.errors import VideoError
-from fisheye.video import Frame, VideoInfo, VideoWriter, iter_frames, prefetch, probe
+from egoclean.errors import VideoError
+from egoclean.video import Frame, VideoInfo, VideoWriter, iter_frames, prefetch, probe
 
 QUEUE_FRAMES = 8  # frames buffered between stages: enough to absorb jitter, small enough to keep memory flat
 BLACK_Y, NEUTRAL_UV = (

@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 
 from fisheye.camera import FisheyeCalibration, kb_project, kb_unproject
-from fisheye.video import VideoWriter
+from egoclean.video import VideoWriter
 
 # The Egocentric-10K lens (FACTS.md section 1): identical across the 16 workers sampled there.
 EGOCENTRIC_10K_CALIBRATION = FisheyeCalibration(

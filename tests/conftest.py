@@ -9,7 +9,7 @@ import av
 import numpy as np
 import pytest
 
-from fisheye.video import VideoWriter
+from egoclean.video import VideoWriter
 from VJEPA.tiny_model import save_tiny_model
 
 CLIP_WIDTH, CLIP_HEIGHT, CLIP_FPS, CLIP_FRAMES = 320, 180, 30, 90

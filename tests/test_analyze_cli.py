@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests import synthetic_embeddings as se
+from VJEPA import synthetic as se
 from VJEPA import analyze as cli
 from VJEPA.structure import StructureParams
 

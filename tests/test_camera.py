@@ -21,7 +21,7 @@ from fisheye.camera import (
     widest_valid_hfov_deg,
     yuv420_plane_maps,
 )
-from fisheye.errors import CalibrationError
+from egoclean.errors import CalibrationError
 from fisheye.sample import EGOCENTRIC_10K_CALIBRATION as CALIB
 
 RNG = np.random.default_rng(0)

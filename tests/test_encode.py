@@ -16,8 +16,8 @@ import torch
 from conftest import CLIP_FPS, CLIP_FRAMES, write_test_clip
 from transformers import VJEPA2VideoProcessor
 
-from fisheye.errors import VideoError
-from fisheye.video import iter_frames
+from egoclean.errors import VideoError
+from egoclean.video import iter_frames
 from VJEPA.embedder import ModelError, load_encoder
 from VJEPA.encode import Settings, encode_clip, main
 from VJEPA.preprocess import preprocess_frames

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from fisheye.sample import SampleClip, SampleSpec, write_sample_hub
-from fisheye.video import probe
+from egoclean.video import probe
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = SampleSpec()  # what `bash run.sh` renders

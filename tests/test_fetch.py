@@ -25,7 +25,7 @@ import huggingface_hub
 import pytest
 
 from fisheye import fetch
-from fisheye.errors import AuthError, CalibrationError, FetchError, OutputError, VideoError
+from egoclean.errors import AuthError, CalibrationError, FetchError, OutputError, VideoError
 from fisheye.fetch import (
     HUB_DOWNLOAD_DIR,
     ExtractedClip,

@@ -16,7 +16,7 @@ from fisheye.fetch import HubSource, LocalSource
 from fisheye.pipeline import Phase1Settings, run_phase1
 from fisheye.rectify import EncoderSettings
 from fisheye.sample import SampleClip, SampleSpec, write_sample_hub
-from fisheye.video import probe
+from egoclean.video import probe
 
 SPEC = SampleSpec(
     width=192,

@@ -9,7 +9,7 @@ import pytest
 import torch
 from transformers import VJEPA2VideoProcessor
 
-from fisheye.video import iter_frames
+from egoclean.video import iter_frames
 from VJEPA.embedder import load_preprocess_spec
 from VJEPA.preprocess import PreprocessSpec, crop_offsets, preprocess_frames, resized_size
 

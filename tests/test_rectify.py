@@ -17,7 +17,7 @@ from fisheye.sample import (
     SampleRenderer,
     moving_boxes,
 )
-from fisheye.video import VideoWriter, iter_frames, probe
+from egoclean.video import VideoWriter, iter_frames, probe
 
 W, H, FPS, N_FRAMES = 480, 270, 30, 24
 

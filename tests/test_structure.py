@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests import synthetic_embeddings as se
+from VJEPA import synthetic as se
 from VJEPA.structure import (
     StructureParams,
     analyze,

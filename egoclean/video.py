@@ -25,7 +25,7 @@ from typing import TypeVar
 import av
 import numpy as np
 
-from fisheye.errors import VideoError
+from egoclean.errors import VideoError
 
 T = TypeVar("T")
 

@@ -30,3 +30,7 @@ class OutputError(EgoCleanError):
 
 class InputError(EgoCleanError):
     """A data file other than video (embeddings, timestamps, settings) is missing or malformed."""
+
+
+class SettingError(EgoCleanError, ValueError):
+    """A setting (a command-line option or a settings field) has a value it cannot have."""

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fisheye.errors import OutputError
+from egoclean.errors import OutputError
 
 PARTIAL_TAG = ".partial"
 

@@ -1,0 +1,223 @@
+"""Typed settings: each one defined once, with its default, its help and its validation.
+
+A settings class is a frozen dataclass whose fields are made with `setting(...)`. From that one definition
+come the command-line options (`add_options`), the object built from parsed arguments (`from_args`) and
+the checks (`validate`), so a default or a help text is never written twice.
+
+    @dataclass(frozen=True)
+    class EncodeSettings:
+        stride_s: float = setting(1.0, "seconds between window starts", low=0, low_open=True)
+
+    parser = argparse.ArgumentParser(formatter_class=HelpFormatter)
+    add_options(parser, EncodeSettings)            # --stride-s S   seconds between ... (default: 1.0)
+    settings = validate(from_args(EncodeSettings, parser.parse_args()))
+
+Bad values raise SettingError naming the option (`--stride-s nan: must be a finite number`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import types
+import typing
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from egoclean.errors import SettingError
+
+T = TypeVar("T")
+
+_META = "egoclean"
+
+
+@dataclasses.dataclass(frozen=True)
+class SettingSpec:
+    """What `setting` records about a field; read back with `spec_of`."""
+
+    help: str
+    choices: tuple[Any, ...] | None = None
+    low: float | None = None  # smallest allowed value (or, with low_open, the bound it must exceed)
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    metavar: str | None = None
+    cli: bool = True  # False: a library-only setting, not a command-line option
+    check: Callable[[Any], str | None] | None = None  # returns what is wrong, or None
+
+
+def setting(
+    default: Any,
+    help: str,
+    *,
+    choices: Sequence[Any] | None = None,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+    metavar: str | None = None,
+    cli: bool = True,
+    check: Callable[[Any], str | None] | None = None,
+) -> Any:
+    """A dataclass field with its help and validation attached. Mutable defaults (lists) are copied."""
+    spec = SettingSpec(
+        help=help,
+        choices=tuple(choices) if choices is not None else None,
+        low=low,
+        high=high,
+        low_open=low_open,
+        high_open=high_open,
+        metavar=metavar,
+        cli=cli,
+        check=check,
+    )
+    if isinstance(default, list):
+        return dataclasses.field(default_factory=lambda: list(default), metadata={_META: spec})
+    return dataclasses.field(default=default, metadata={_META: spec})
+
+
+def spec_of(field: dataclasses.Field) -> SettingSpec | None:
+    return field.metadata.get(_META)
+
+
+def option_name(field_name: str) -> str:
+    """stride_s -> --stride-s"""
+    return "--" + field_name.replace("_", "-")
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _base_type(annotation: Any) -> tuple[Any, bool]:
+    """(the type a value is parsed as, whether None is allowed) for int, float | None, list[int], ..."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return (args[0] if len(args) == 1 else str), True
+    return annotation, False
+
+
+def _bounds_text(spec: SettingSpec) -> str | None:
+    parts = []
+    if spec.low is not None:
+        parts.append(f"{'>' if spec.low_open else '>='} {spec.low:g}")
+    if spec.high is not None:
+        parts.append(f"{'<' if spec.high_open else '<='} {spec.high:g}")
+    return " and ".join(parts) or None
+
+
+def check_value(name: str, value: Any, annotation: Any, spec: SettingSpec) -> None:
+    """Raise SettingError("--name VALUE: what is wrong") if `value` breaks the setting's rules."""
+    base, optional = _base_type(annotation)
+    label = f"{option_name(name)} {value!r}" if not isinstance(value, str) else f"{option_name(name)} {value}"
+    if value is None:
+        if optional:
+            return
+        raise SettingError(f"{option_name(name)}: a value is required")
+    if base is float and isinstance(value, (int, float)) and not math.isfinite(value):
+        raise SettingError(f"{label}: must be a finite number")
+    if spec.choices is not None and value not in spec.choices:
+        raise SettingError(f"{label}: must be one of {', '.join(map(str, spec.choices))}")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        too_low = spec.low is not None and (value <= spec.low if spec.low_open else value < spec.low)
+        too_high = spec.high is not None and (value >= spec.high if spec.high_open else value > spec.high)
+        if too_low or too_high:
+            raise SettingError(f"{label}: must be {_bounds_text(spec)}")
+    if spec.check is not None and (problem := spec.check(value)):
+        raise SettingError(f"{label}: {problem}")
+
+
+def validate(settings: T) -> T:
+    """Check every field of a settings object (nested settings objects too); return it unchanged."""
+    hints = _field_types(type(settings))
+    for field in dataclasses.fields(settings):  # type: ignore[arg-type]
+        value = getattr(settings, field.name)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            validate(value)
+        elif (spec := spec_of(field)) is not None:
+            check_value(field.name, value, hints[field.name], spec)
+    return settings
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Shows each option's default, unless it is None, a flag, or already in the help text; keeps the
+    description's line breaks (examples)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default is None or "default" in (action.help or "") or isinstance(action.default, bool):
+            return action.help or ""
+        return super()._get_help_string(action) or ""
+
+
+def _parser_for(base: Any) -> Callable[[str], Any]:
+    if base is Path:
+        return Path
+    if base in (int, float):
+
+        def parse(text: str) -> Any:
+            try:
+                return base(text)
+            except ValueError:
+                kind = "an integer" if base is int else "a number"
+                raise argparse.ArgumentTypeError(f"{text!r} is not {kind}") from None
+
+        parse.__name__ = base.__name__
+        return parse
+    return str
+
+
+def add_options(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    cls: type,
+    *,
+    only: Sequence[str] | None = None,
+    skip: Sequence[str] = (),
+) -> None:
+    """One option per CLI field of `cls` (`stride_s` -> `--stride-s`), default and help from the field.
+
+    Options default to argparse.SUPPRESS-free plain defaults; bool fields become on/off flags.
+    """
+    hints = _field_types(cls)
+    for field in dataclasses.fields(cls):
+        spec = spec_of(field)
+        if spec is None or not spec.cli or field.name in skip or (only is not None and field.name not in only):
+            continue
+        default = field.default if field.default is not dataclasses.MISSING else field.default_factory()  # type: ignore[misc]
+        base, _ = _base_type(hints[field.name])
+        kwargs: dict[str, Any] = {"dest": field.name, "help": spec.help, "default": default}
+        if base is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif typing.get_origin(base) is list:
+            (item,) = typing.get_args(base)
+            kwargs |= {"type": _parser_for(item), "nargs": "+"}
+        else:
+            kwargs["type"] = _parser_for(base)
+            if spec.choices is not None:
+                kwargs["choices"] = spec.choices
+        if spec.metavar:
+            kwargs["metavar"] = spec.metavar
+        parser.add_argument(option_name(field.name), **kwargs)
+
+
+def from_args(cls: type[T], args: argparse.Namespace, **overrides: Any) -> T:
+    """Build `cls` from parsed arguments: fields present in `args` (or overrides), defaults for the rest."""
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}  # type: ignore[arg-type]
+    return cls(**(values | overrides))
+
+
+def settings_dict(settings: Any) -> dict[str, Any]:
+    """A JSON-ready dict of a settings object (Paths as strings)."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, Path):
+            return str(value)
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        return value
+
+    return {k: plain(v) for k, v in dataclasses.asdict(settings).items()}
