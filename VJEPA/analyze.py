@@ -20,19 +20,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-if __package__ in (None, ""):  # run as `python VJEPA/analyze.py`: make the repo root importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 import numpy as np
 
 from egoclean.config import HelpFormatter
 from egoclean.errors import EgoCleanError, InputError
 from egoclean.files import atomic_output, check_writable, save_npy, write_json
+from egoclean.layout import EMB_SUFFIX, META_SUFFIX, TS_SUFFIX, list_embeddings, stem_of_embedding
 from VJEPA import plots
 from VJEPA.structure import ClipAnalysis, StructureParams, analyze, analyze_joint
 
 DEFAULT_PATH = "data/factory_001/"
-EMB_SUFFIX, TS_SUFFIX, META_SUFFIX = "_emb.npy", "_ts.npy", "_emb.json"
 RERUN = "rerun python VJEPA/encode.py on the clip"
 
 # Help for every StructureParams field; the command-line options are generated from this table.
@@ -66,12 +63,13 @@ PARAM_HELP = {
 
 
 def find_embeddings(paths: Sequence[str]) -> list[Path]:
-    """Expand folders (every *_emb.npy inside, not recursive) and check that files are _emb.npy files."""
+    """Expand folders (every *_emb.npy inside, not recursive, in clip order: egoclean.layout) and check that
+    files are _emb.npy files."""
     found: list[Path] = []
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            inside = sorted(path.glob(f"*{EMB_SUFFIX}"))
+            inside = list_embeddings(path)
             if not inside:
                 raise InputError(
                     f"{path}: no *{EMB_SUFFIX} file in this folder; run python VJEPA/encode.py first"
@@ -90,7 +88,7 @@ def find_embeddings(paths: Sequence[str]) -> list[Path]:
 
 
 def clip_stem(emb_path: Path) -> str:
-    return emb_path.name[: -len(EMB_SUFFIX)]
+    return stem_of_embedding(emb_path)
 
 
 def _load_array(path: Path) -> np.ndarray:
@@ -322,6 +320,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EgoCleanError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished files are kept; run the same command again", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -18,43 +18,24 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as `python VJEPA/encode.py`: make the repo root importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 import numpy as np
-from tqdm import tqdm
 
-from egoclean.config import HelpFormatter
+from egoclean.config import HelpFormatter, add_options, from_args, validate
 from egoclean.errors import EgoCleanError, InputError, VideoError
-from egoclean.files import is_partial, save_npy, write_json
+from egoclean.files import save_npy, write_json
+from egoclean.layout import embedding_paths, list_clips
+from egoclean.progress import Progress, terminal_progress
 from egoclean.video import iter_frames, prefetch, probe
 from VJEPA.embedder import Encoder, embed_frames, load_encoder, model_description
-from VJEPA.preprocess import CROP_MODES
+from VJEPA.settings import EncodeSettings
 from VJEPA.windows import dropped_tail_frames, span_frames, stride_frames_for, window_count
 
-# ----------------------------------------------------------------------------------------------------------
-# Settings (every one is a command-line option of the same name)
+DEFAULT_INPUT = "data/factory_001"
 
-
-@dataclass
-class Settings:
-    inputs: list[str] = field(default_factory=lambda: ["data/factory_001"])  # clips or folders of *.mp4
-    model: str = "facebook/vjepa2-vitl-fpc64-256"  # Hub id or local folder (save_pretrained layout)
-    device: str = "auto"  # cuda, then mps, then cpu
-    dtype: str = "auto"  # float16 on CUDA, float32 elsewhere
-    batch_size: int = 8  # windows per model call
-    window: int = 64  # frames per window (even: the model embeds pairs of frames)
-    stride_s: float = 1.0  # seconds between window starts; in frames: round(stride_s * fps)
-    frame_step: int = 1  # take every frame_step-th frame inside a window (span = (window-1)*step + 1)
-    crop: str = "center"  # "center": processor's centre crop; "three": left/centre/right crops, averaged
-    out: str | None = None  # output folder; default: beside each clip
-    force: bool = False  # recompute even when outputs match the settings
-
-
-# The settings that decide the numbers in the outputs: a clip is skipped only if its JSON matches them.
+# The facts that decide the numbers in the outputs: a clip is skipped only if its JSON matches them.
 RESUME_KEYS = (
     "model",
     "dtype",
@@ -77,12 +58,6 @@ class EncodeResult:
     skipped: bool  # outputs already matched the settings
 
 
-def output_paths(video_path: Path, out_dir: Path | None) -> tuple[Path, Path, Path]:
-    folder = out_dir if out_dir is not None else video_path.parent
-    stem = video_path.stem
-    return folder / f"{stem}_emb.npy", folder / f"{stem}_ts.npy", folder / f"{stem}_emb.json"
-
-
 def outputs_match(paths: tuple[Path, Path, Path], expected: dict[str, object]) -> bool:
     if not all(p.is_file() for p in paths):
         return False
@@ -96,7 +71,7 @@ def outputs_match(paths: tuple[Path, Path, Path], expected: dict[str, object]) -
 def encode_clip(
     video_path: str | Path,
     encoder: Encoder,
-    settings: Settings,
+    settings: EncodeSettings,
     out_dir: str | Path | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> EncodeResult:
@@ -110,7 +85,7 @@ def encode_clip(
     info = probe(video_path)
     stride_frames = stride_frames_for(settings.stride_s, info.fps)
     span = span_frames(settings.window, settings.frame_step)
-    paths = output_paths(video_path, out_dir)
+    paths = embedding_paths(video_path, out_dir)
     stat = video_path.stat()
     facts: dict[str, object] = {
         **model_description(encoder),
@@ -175,11 +150,11 @@ def write_outputs(paths: tuple[Path, Path, Path], emb: np.ndarray, ts: np.ndarra
 
 
 def find_clips(inputs: list[str]) -> list[Path]:
-    """Files as given; a folder means its *.mp4 files whose names do not contain `.partial.`."""
+    """Files as given; a folder means its rectified clips in clip order (egoclean.layout.list_clips)."""
     clips: list[Path] = []
     for item in map(Path, inputs):
         if item.is_dir():
-            found = sorted(p for p in item.glob("*.mp4") if not is_partial(p))
+            found = list_clips(item)
             if not found:
                 raise InputError(f"{item}: folder holds no .mp4 clips; run phase 1 first or pass clip paths")
             clips.extend(found)
@@ -192,97 +167,82 @@ def find_clips(inputs: list[str]) -> list[Path]:
     return clips
 
 
-def check_settings(settings: Settings) -> None:
-    if settings.window < 2 or settings.window % 2:
-        raise InputError(
-            f"--window {settings.window}: must be even and >= 2 (the model embeds pairs of frames)"
-        )
-    if settings.frame_step < 1 or settings.batch_size < 1 or settings.stride_s <= 0:
-        raise InputError("--frame-step and --batch-size must be >= 1 and --stride-s > 0")
-    if settings.crop not in CROP_MODES:
-        raise InputError(f"--crop {settings.crop!r}: must be one of {', '.join(CROP_MODES)}")
+def encode_clips(
+    clips: list[Path],
+    settings: EncodeSettings,
+    out_dir: Path | None = None,
+    progress: Progress | None = None,
+    encoder: Encoder | None = None,
+) -> tuple[list[EncodeResult], list[str]]:
+    """Embed every clip (the model loaded once); returns the results and one error line per failed clip.
+    A clip that fails does not stop the others."""
+    progress = progress or Progress()
+    if encoder is None:
+        encoder = load_encoder(settings.model, settings.device, settings.dtype)
+    kind = "random-init stand-in" if encoder.random_init else "checkpoint"
+    progress.log(
+        f"model {settings.model} ({kind}) on {encoder.device}, {str(encoder.dtype).removeprefix('torch.')}"
+    )
+    results, failures = [], []
+    for clip in clips:
+        bar = progress.frames_bar(f"embed {clip.name}", None)
+        last = 0
+
+        def on_batch(done: int, total: int, bar: Callable[[int], None] = bar) -> None:
+            nonlocal last
+            bar(done - last)
+            last = done
+
+        try:
+            result = encode_clip(clip, encoder, settings, out_dir, on_batch)
+        except (EgoCleanError, ValueError) as err:
+            failures.append(str(err))
+            progress.error(str(err))
+            continue
+        results.append(result)
+        if result.skipped:
+            progress.log(
+                f"{clip}: outputs match the settings, skipped ({result.n_windows} windows; --force redoes)"
+            )
+        else:
+            facts = json.loads(result.json_path.read_text())
+            progress.log(
+                f"{clip}: {result.n_windows} windows of {facts['window']} frames, from {facts['n_frames']}"
+                f" ({facts['dropped_tail_frames']} tail frames dropped) -> {result.emb_path}"
+            )
+    return results, failures
 
 
-def parse_args(argv: list[str] | None = None) -> Settings:
-    defaults = Settings()
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python VJEPA/encode.py",
         description="Embed rectified clips with V-JEPA 2: one mean-pooled embedding per sliding window, "
         "written as X_emb.npy (float32 [N, D]), X_ts.npy (window start times, s) and X_emb.json.",
         formatter_class=HelpFormatter,
     )
-    parser.add_argument("inputs", nargs="*", default=defaults.inputs, help="clips, or folders of *.mp4 clips")
-    parser.add_argument("--model", default=defaults.model, help="Hugging Face Hub id or local model folder")
-    parser.add_argument("--device", default=defaults.device, help="auto = cuda, then mps, then cpu")
-    parser.add_argument(
-        "--dtype",
-        default=defaults.dtype,
-        choices=["auto", "bfloat16", "float16", "float32"],
-        help="model dtype; auto = float16 on CUDA, float32 elsewhere",
-    )
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="windows per model call")
-    parser.add_argument("--window", type=int, default=defaults.window, help="frames per window (even)")
-    parser.add_argument(
-        "--stride-s",
-        type=float,
-        default=defaults.stride_s,
-        help="seconds between window starts (rounded to frames)",
-    )
-    parser.add_argument(
-        "--frame-step", type=int, default=defaults.frame_step, help="use every n-th frame inside a window"
-    )
-    parser.add_argument(
-        "--crop",
-        default=defaults.crop,
-        choices=CROP_MODES,
-        help="center: the processor's centre crop; three: left, centre and right crops, embeddings averaged",
-    )
-    parser.add_argument("--out", default=defaults.out, help="output folder (default: beside each clip)")
-    parser.add_argument("--force", action="store_true", help="recompute even if outputs match the settings")
-    args = parser.parse_args(argv)
-    return Settings(**{name: getattr(args, name) for name in asdict(defaults)})
+    parser.add_argument("inputs", nargs="*", default=[DEFAULT_INPUT], help="clips, or folders of *.mp4 clips")
+    add_options(parser, EncodeSettings)
+    parser.add_argument("--out", type=Path, default=None, help="output folder (default: beside each clip)")
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    progress = terminal_progress(unit="window", log_file=sys.stdout)
     try:
-        settings = parse_args(argv)
-        check_settings(settings)
-        clips = find_clips(settings.inputs)
-        encoder = load_encoder(settings.model, settings.device, settings.dtype)
+        settings = validate(from_args(EncodeSettings, args))
+        clips = find_clips(args.inputs)
+        _, failures = encode_clips(clips, settings, args.out, progress)
     except EgoCleanError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    kind = "random-init test model" if encoder.random_init else "checkpoint"
-    print(f"model {settings.model} ({kind}) on {encoder.device}, {str(encoder.dtype).removeprefix('torch.')}")
-
-    n_failed = 0
-    for clip in clips:
-        bar = tqdm(desc=clip.name, unit="window", disable=None)
-
-        def progress(done: int, total: int, bar: tqdm = bar) -> None:
-            bar.total = max(total, done)
-            bar.update(done - bar.n)
-
-        try:
-            result = encode_clip(clip, encoder, settings, settings.out, progress)
-        except (EgoCleanError, ValueError) as err:
-            bar.close()
-            print(f"error: {err}", file=sys.stderr)
-            n_failed += 1
-            continue
-        bar.close()
-        if result.skipped:
-            print(f"{clip}: outputs match the settings, skipped ({result.n_windows} windows; --force redoes)")
-        else:
-            facts = json.loads(result.json_path.read_text())
-            print(
-                f"{clip}: {result.n_windows} windows of {facts['window']} frames, from {facts['n_frames']}"
-                f" ({facts['dropped_tail_frames']} tail frames dropped) -> {result.emb_path}"
-            )
-    if n_failed:
+    except KeyboardInterrupt:
+        print("interrupted: finished clips are kept; run the same command again to resume", file=sys.stderr)
+        return 130
+    if failures:
         if len(clips) > 1:
             print(
-                f"error: {n_failed} of {len(clips)} clips failed (see above); the others are done",
+                f"error: {len(failures)} of {len(clips)} clips failed (see above); the others are done",
                 file=sys.stderr,
             )
         return 2

@@ -21,8 +21,9 @@ from typing import Literal
 import torch
 from torchvision.transforms.v2.functional import InterpolationMode, resize
 
-CropMode = Literal["center", "three"]
-CROP_MODES: tuple[str, ...] = ("center", "three")
+from VJEPA.settings import CROP_MODES
+
+CropMode = Literal["center", "three"]  # VJEPA.settings.CROP_MODES
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 

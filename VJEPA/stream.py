@@ -45,7 +45,6 @@ class StreamStats:
     """Filled in while streaming: frames decoded and preprocessed, and the frame size seen."""
 
     n_frames: int = 0
-    n_preprocessed: int = 0
     width: int = 0
     height: int = 0
 
@@ -87,7 +86,6 @@ def iter_window_batches(
         pixels = preprocess_frames(host_chunk[: len(chunk_indices)].to(device), spec, crop_mode, dtype)
         slots = torch.tensor([i % span for i in chunk_indices], device=device)
         ring.index_copy_(1, slots, pixels.transpose(0, 1))
-        stats.n_preprocessed += len(chunk_indices)
         chunk_indices.clear()
 
     def emit(n: int) -> WindowBatch:

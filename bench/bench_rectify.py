@@ -29,11 +29,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import imageio_ffmpeg
 import numpy as np
 
+from egoclean.video import VideoWriter, iter_frames, probe
 from fisheye.camera import kb_unproject, rectified_camera
 from fisheye.rectify import EncoderSettings, PlaneRemapper, rectify_video
 from fisheye.sample import EGOCENTRIC_10K_CALIBRATION as CALIB
 from fisheye.sample import SampleRenderer, moving_boxes
-from egoclean.video import VideoWriter, iter_frames, probe
 
 W, H, FPS = 1920, 1080, 30
 OUT = Path(__file__).resolve().parent / "out"

@@ -44,6 +44,7 @@ class SettingSpec:
     low_open: bool = False
     high_open: bool = False
     metavar: str | None = None
+    flag: str | None = None  # the option's name when it is not --field-name (e.g. --hfov for hfov_deg)
     cli: bool = True  # False: a library-only setting, not a command-line option
     check: Callable[[Any], str | None] | None = None  # returns what is wrong, or None
 
@@ -58,6 +59,7 @@ def setting(
     low_open: bool = False,
     high_open: bool = False,
     metavar: str | None = None,
+    flag: str | None = None,
     cli: bool = True,
     check: Callable[[Any], str | None] | None = None,
 ) -> Any:
@@ -70,6 +72,7 @@ def setting(
         low_open=low_open,
         high_open=high_open,
         metavar=metavar,
+        flag=flag,
         cli=cli,
         check=check,
     )
@@ -82,8 +85,10 @@ def spec_of(field: dataclasses.Field) -> SettingSpec | None:
     return field.metadata.get(_META)
 
 
-def option_name(field_name: str) -> str:
-    """stride_s -> --stride-s"""
+def option_name(field_name: str, spec: SettingSpec | None = None) -> str:
+    """stride_s -> --stride-s (or the setting's own flag)"""
+    if spec is not None and spec.flag:
+        return spec.flag
     return "--" + field_name.replace("_", "-")
 
 
@@ -112,11 +117,13 @@ def _bounds_text(spec: SettingSpec) -> str | None:
 def check_value(name: str, value: Any, annotation: Any, spec: SettingSpec) -> None:
     """Raise SettingError("--name VALUE: what is wrong") if `value` breaks the setting's rules."""
     base, optional = _base_type(annotation)
-    label = f"{option_name(name)} {value!r}" if not isinstance(value, str) else f"{option_name(name)} {value}"
+    flag = option_name(name, spec)
+    shown = value if isinstance(value, (str, Path)) else repr(value)
+    label = f"{flag} {shown}"
     if value is None:
         if optional:
             return
-        raise SettingError(f"{option_name(name)}: a value is required")
+        raise SettingError(f"{flag}: a value is required")
     if base is float and isinstance(value, (int, float)) and not math.isfinite(value):
         raise SettingError(f"{label}: must be a finite number")
     if spec.choices is not None and value not in spec.choices:
@@ -183,7 +190,12 @@ def add_options(
     hints = _field_types(cls)
     for field in dataclasses.fields(cls):
         spec = spec_of(field)
-        if spec is None or not spec.cli or field.name in skip or (only is not None and field.name not in only):
+        if (
+            spec is None
+            or not spec.cli
+            or field.name in skip
+            or (only is not None and field.name not in only)
+        ):
             continue
         default = field.default if field.default is not dataclasses.MISSING else field.default_factory()  # type: ignore[misc]
         base, _ = _base_type(hints[field.name])
@@ -199,7 +211,7 @@ def add_options(
                 kwargs["choices"] = spec.choices
         if spec.metavar:
             kwargs["metavar"] = spec.metavar
-        parser.add_argument(option_name(field.name), **kwargs)
+        parser.add_argument(option_name(field.name, spec), **kwargs)
 
 
 def from_args(cls: type[T], args: argparse.Namespace, **overrides: Any) -> T:

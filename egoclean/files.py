@@ -51,15 +51,34 @@ def atomic_output(final: str | Path) -> Iterator[Path]:
         raise
 
 
-def output_error(path: Path, err: OSError) -> OutputError:
-    if err.errno == errno.ENOSPC:
+def human_bytes(n_bytes: float) -> str:
+    """1.5e9 -> "1.5 GB", 2e6 -> "2.0 MB", 300 -> "300 bytes": never "0.0 GB"."""
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n_bytes >= size:
+            return f"{n_bytes / size:.1f} {unit}"
+    return f"{int(n_bytes)} bytes"
+
+
+def output_error(path: Path, err: OSError, needed_bytes: int | None = None) -> OutputError:
+    """The one line for a failed write of `path`: disk full, no permission, or another OS error."""
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        need = f" (it needs about {human_bytes(needed_bytes)})" if needed_bytes else ""
         return OutputError(
-            f"{path}: disk full; free some space or choose another --out folder, then rerun "
+            f"{path}: disk full{need}; free some space or choose another --out folder, then rerun "
             "(finished files are kept)"
         )
     if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return OutputError(f"{path.parent}: cannot write there ({err.strerror}); choose another --out folder")
     return OutputError(f"{path}: cannot write ({err.strerror or err}); check the folder and the disk")
+
+
+@contextlib.contextmanager
+def output_errors(path: Path) -> Iterator[None]:
+    """Turn an OSError while writing `path` into the one-line OutputError of `output_error`."""
+    try:
+        yield
+    except OSError as err:
+        raise output_error(Path(path), err) from err
 
 
 def write_json(final: str | Path, data: object) -> None:
@@ -87,6 +106,6 @@ def check_free_space(folder: Path, needed_bytes: int, what: str) -> None:
     free = shutil.disk_usage(folder).free
     if free < needed_bytes:
         raise OutputError(
-            f"{folder}: {free / 1e9:.1f} GB free but {what} needs about {needed_bytes / 1e9:.1f} GB; "
+            f"{folder}: {human_bytes(free)} free but {what} needs about {human_bytes(needed_bytes)}; "
             "free some space or choose another --out folder"
         )

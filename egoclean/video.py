@@ -36,6 +36,16 @@ PREFETCH_FRAMES = 16
 ENCODERS = {"h264": "libx264", "h265": "libx265"}
 
 
+def duration_tolerance_s(fps: float) -> float:
+    """How far two durations of the same frames may differ: containers round the last frame's length and
+    edit lists differently. Three frames, and at least half a second (the frame count is the exact check)."""
+    return max(0.5, 3.0 / fps)
+
+
+def durations_agree(a_s: float, b_s: float, fps: float) -> bool:
+    return abs(a_s - b_s) <= duration_tolerance_s(fps)
+
+
 @dataclass(frozen=True)
 class VideoInfo:
     """What the container and first video stream say about a file (nothing is decoded)."""
@@ -195,7 +205,6 @@ class VideoWriter:
         if codec == "h265":
             stream.codec_tag = "hvc1"  # Apple players and browsers want hvc1, not FFmpeg's default hev1
         self._stream = stream
-        self.frames_written = 0
 
     def write(self, image: np.ndarray, pts: int, pixel_format: str = "yuv420p") -> None:
         """Encode one frame: `image` in `pixel_format` layout (yuv420p [H*3/2, W] or rgb24 [H, W, 3])."""
@@ -205,7 +214,6 @@ class VideoWriter:
         frame.pts = pts
         frame.time_base = self.time_base
         self._container.mux(self._stream.encode(frame))
-        self.frames_written += 1
 
     def close(self) -> None:
         if self._container is None:

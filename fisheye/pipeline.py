@@ -8,25 +8,25 @@ Raw inputs are deleted only after the outputs they feed are verified. Every outp
 temporary name and renamed when complete, and the manifest is rewritten after each clip, so a rerun skips
 finished clips (same settings, file present with the recorded size) and redoes the rest.
 
-Output layout (the seed's, for worker_001; other workers get a subfolder so they never overwrite it):
-    OUT/factory_001/rectified_clip_1.mp4            from factory001_worker001_00001
-    OUT/factory_001/rectified_clip_1_preview.jpg    before/after picture
-    OUT/factory_001/intrinsics.json                 the rectified pinhole camera + source calibration
-    OUT/factory_001/manifest.json                   which source clip became which output
-    OUT/factory_001/worker_002/...                  the same for another worker of that factory
+The output layout is egoclean.layout's (the seed's: OUT/factory_001/rectified_clip_1.mp4, intrinsics.json,
+manifest.json; other workers of the factory in a subfolder so they never overwrite it).
 """
 
 from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from egoclean.errors import AuthError, FetchError, VideoError
+from egoclean.files import atomic_output, check_free_space, check_writable, write_json
+from egoclean.layout import CAMERA_FILE, MANIFEST_FILE, output_dir, preview_name, rectified_name
+from egoclean.progress import Progress
+from egoclean.video import durations_agree, probe
 from fisheye.camera import (
     FisheyeCalibration,
     PinholeCamera,
@@ -35,47 +35,80 @@ from fisheye.camera import (
     rectified_camera,
     source_positions,
 )
-from egoclean.errors import FetchError, VideoError
-from fisheye.fetch import ExtractedClip, ShardSource, WorkerRef, extract_clips, verify_clip
-from egoclean.files import atomic_output, check_free_space, check_writable, write_json
-from fisheye.rectify import EncoderSettings, RectifyStats, rectify_video
-from egoclean.video import probe
+from fisheye.dataset import WorkerRef
+from fisheye.rectify import RectifyStats, rectify_video
+from fisheye.sample import SampleSpec, write_sample_hub
+from fisheye.settings import DEFAULT_CLIPS, DEFAULT_WORKER, Phase1Settings
+from fisheye.shards import ExtractedClip, extract_clips, verify_clip
+from fisheye.sources import HubSource, LocalSource, ShardSource, resolve_token
 
 MANIFEST_VERSION = 1
 STAGING_DIR = ".staging"  # raw intermediates (shards, extracted clips, Hub cache); deleted when done
 
 
-@dataclass(frozen=True)
-class Phase1Settings:
-    worker: str = "factory_001/worker_001"
-    clips: list[int] | None = field(default_factory=lambda: [1, 2])  # None = every clip of the worker
-    out: Path = Path("data")
-    hfov_deg: float | None = None  # None = widest view with no invalid (black) pixel
-    encoder: EncoderSettings = field(default_factory=EncoderSettings)
-
-    def output_affecting(self) -> dict:
-        """The settings a finished output depends on: a rerun with other values redoes the clip."""
-        return {"hfov_deg": self.hfov_deg, **asdict(self.encoder)}
+SAMPLE_DIR = "sample"  # the built-in sample's outputs go to OUT/sample, never mixed with real data
 
 
-@dataclass
-class Progress:
-    """Hooks the CLI fills with progress bars and log lines; the library itself prints nothing."""
-
-    log: Callable[[str], None] = lambda message: None
-    # bytes_bar(label, total) -> update(bytes_done_so_far)
-    # frames_bar(label, total) -> update(frames_since_last_call)
-    bytes_bar: Callable[[str, int | None], Callable[[int], None]] = lambda label, total: lambda n: None
-    frames_bar: Callable[[str, int], Callable[[int], None]] = lambda label, total: lambda n: None
+def worker_output_dir(settings: Phase1Settings) -> Path:
+    """Where this run's clips go (egoclean.layout), given the settings as `choose_data` left them."""
+    worker = settings.worker_ref
+    return output_dir(settings.out, worker.factory, worker.worker)
 
 
-def output_dir(out: Path, worker: WorkerRef) -> Path:
-    base = out / worker.factory
-    return base if worker.worker == "worker_001" else base / worker.worker
+def prepare_sample(out: Path, progress: Progress) -> Path:
+    """Render the built-in sample into OUT/hub once; later runs reuse it. Returns that Hub-shaped folder."""
+    hub = out / "hub"
+    spec = SampleSpec()
+    worker_dir = hub / spec.factory / "workers" / spec.worker
+    if not (worker_dir / CAMERA_FILE).is_file():
+        total = sum(round(c.duration_s * spec.fps) for c in spec.clips)
+        write_sample_hub(hub, spec, progress.frames_bar("render sample", total))
+    return hub
 
 
-def output_name(clip_index: int) -> str:
-    return f"rectified_clip_{clip_index}.mp4"
+def wants_sample(settings: Phase1Settings) -> bool:
+    """The one rule for running on the built-in sample: asked for, or nothing else to run on (no --source,
+    no token, and no worker or clips chosen by hand)."""
+    if settings.sample:
+        return True
+    chosen = settings.worker != DEFAULT_WORKER or settings.clips != DEFAULT_CLIPS
+    return settings.source is None and not chosen and resolve_token(settings.env_file) is None
+
+
+def choose_data(settings: Phase1Settings, progress: Progress) -> Phase1Settings:
+    """The settings to run with: as given, or, when `wants_sample`, the sample's worker and clips with
+    outputs under OUT/sample (saying so when the user did not ask for it)."""
+    if not wants_sample(settings):
+        return settings
+    if not settings.sample:
+        progress.log(
+            "no Hugging Face token (HF_KEY or HF_TOKEN in .env): running offline on the built-in "
+            f"sample clip, outputs under {settings.out / SAMPLE_DIR}"
+        )
+    spec = SampleSpec()
+    return replace(
+        settings,
+        sample=True,
+        out=settings.out / SAMPLE_DIR,
+        worker=f"{spec.factory}/{spec.worker}",
+        clips=",".join(str(c.index) for c in spec.clips),
+    )
+
+
+def open_source(settings: Phase1Settings, progress: Progress) -> ShardSource:
+    """The sample (rendered on first use), the --source folder, or the Hub with the token."""
+    if settings.sample:
+        check_writable(settings.out)
+        return LocalSource(prepare_sample(settings.out, progress))
+    if settings.source is not None:
+        return LocalSource(settings.source)
+    token = resolve_token(settings.env_file)
+    if token is None:
+        raise AuthError(
+            "no Hugging Face token: put HF_KEY=hf_... in .env (create a read token at "
+            "https://huggingface.co/settings/tokens), or pass --source DIR or --sample"
+        )
+    return HubSource(token)
 
 
 def camera_record(
@@ -142,8 +175,7 @@ def verify_output(path: Path, stats: RectifyStats, camera: PinholeCamera) -> dic
         problems.append(f"{info.n_frames} frames written, {stats.frames} read")
     if (info.width, info.height) != (camera.width, camera.height):
         problems.append(f"size {info.width}x{info.height}, expected {camera.width}x{camera.height}")
-    # the frame count is the exact check; durations may differ by an edit list or the last frame's length
-    if abs(info.duration_s - source.duration_s) > max(0.25, 3.0 / source.fps):
+    if not durations_agree(info.duration_s, source.duration_s, source.fps):
         problems.append(f"duration {info.duration_s:.3f} s, source {source.duration_s:.3f} s")
     if problems:
         raise VideoError(
@@ -191,16 +223,16 @@ def finished(entry: dict | None, folder: Path) -> bool:
 def run_phase1(settings: Phase1Settings, source: ShardSource, progress: Progress | None = None) -> dict:
     """Fetch, rectify and clean up one worker's clips; returns the manifest (also saved as manifest.json)."""
     progress = progress or Progress()
-    worker = WorkerRef.parse(settings.worker)
-    folder = output_dir(settings.out, worker)
+    worker = settings.worker_ref
+    folder = worker_output_dir(settings)
     check_writable(folder)
     staging = folder / STAGING_DIR
-    manifest_path = folder / "manifest.json"
+    manifest_path = folder / MANIFEST_FILE
     manifest = load_manifest(manifest_path, settings, worker)
     manifest["source"] = source.describe()
 
     done = {int(k) for k, entry in manifest["clips"].items() if finished(entry, folder)}
-    wanted = None if settings.clips is None else set(settings.clips)
+    wanted = None if settings.clip_indices is None else set(settings.clip_indices)
     if wanted is not None and wanted <= done:
         progress.log(f"all {len(wanted)} clip(s) already rectified in {folder}; nothing to do")
         shutil.rmtree(staging, ignore_errors=True)
@@ -266,18 +298,16 @@ def process_clip(
     if size not in cameras:
         cameras[size] = rectified_camera(calib_at_frame, *size, settings.hfov_deg)
         if len(cameras) == 1:  # the first frame size seen; a clip of another size records its own camera
-            write_json(
-                folder / "intrinsics.json", camera_record(calib, calib_at_frame, cameras[size], settings)
-            )
+            write_json(folder / CAMERA_FILE, camera_record(calib, calib_at_frame, cameras[size], settings))
     camera = cameras[size]
-    final = folder / output_name(clip.index)
+    final = folder / rectified_name(clip.index)
     bar = progress.frames_bar(f"rectify {clip.name}", info.n_frames)
     with atomic_output(final) as tmp:
         stats = rectify_video(clip.video_path, tmp, calib, camera, settings.encoder, bar)
         result = verify_output(tmp, stats, camera)
     preview = None
     if stats.preview_rgb is not None:
-        preview = final.with_name(final.stem + "_preview.jpg")
+        preview = final.with_name(preview_name(final.name))
         with atomic_output(preview) as tmp:
             if not cv2.imwrite(str(tmp), preview_image(*stats.preview_rgb, calib_at_frame, camera)):
                 raise OSError(f"could not write {tmp}")

@@ -19,22 +19,22 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from fisheye.camera import FisheyeCalibration, PinholeCamera, yuv420_plane_maps
 from egoclean.errors import VideoError
 from egoclean.video import Frame, VideoInfo, VideoWriter, iter_frames, prefetch, probe
+from fisheye.camera import FisheyeCalibration, PinholeCamera, yuv420_plane_maps
 
 QUEUE_FRAMES = 8  # frames buffered between stages: enough to absorb jitter, small enough to keep memory flat
-BLACK_Y, NEUTRAL_UV = (
-    16,
-    128,
-)  # limited-range black, for output pixels outside the lens (only with a wide --hfov)
+# Limited-range black, for output pixels outside the lens (only with a wide --hfov).
+BLACK_Y, NEUTRAL_UV = 16, 128
 
 
 @dataclass(frozen=True)
 class EncoderSettings:
-    codec: str = "h264"  # "h264" (libx264) or "h265" (libx265)
-    crf: int = 18
-    preset: str = "veryfast"
+    """The output encoder; defaults and checks live in fisheye.settings.Phase1Settings."""
+
+    codec: str  # "h264" (libx264) or "h265" (libx265)
+    crf: int
+    preset: str
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ def rectify_video(
     dst: str | Path,
     calib: FisheyeCalibration,
     camera: PinholeCamera,
-    encoder: EncoderSettings = EncoderSettings(),
+    encoder: EncoderSettings,
     progress: Callable[[int], None] | None = None,
 ) -> RectifyStats:
     """Rectify every frame of `src` into `dst` (an MP4), keeping each frame's timestamp.

@@ -11,7 +11,8 @@ independent model.
 `write_sample_hub(root)` writes what the Hub holds for one worker:
     root/factory_001/workers/worker_001/factory001_worker001_part00.tar   (mp4 + json sidecar per clip)
     root/factory_001/workers/worker_001/intrinsics.json                   (calibrated at 1920x1080)
-and returns the ground truth (period, anomalous stretch, 3D lines and marker points) for tests.
+The ground truth (period, anomalous stretch, 3D lines TEST_LINES_3D and marker points MARKERS_3D) is
+in SampleSpec and the module constants, for tests.
 """
 
 from __future__ import annotations
@@ -22,15 +23,16 @@ import json
 import tarfile
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from fisheye.camera import FisheyeCalibration, kb_project, kb_unproject
 from egoclean.video import VideoWriter
+from fisheye.camera import FisheyeCalibration, kb_project, kb_unproject
+from fisheye.dataset import CALIBRATION_FILE, Sidecar, WorkerRef
 
 # The Egocentric-10K lens (FACTS.md section 1): identical across the 16 workers sampled there.
 EGOCENTRIC_10K_CALIBRATION = FisheyeCalibration(
@@ -70,25 +72,9 @@ class SampleSpec:
     crf: int = 20
     preset: str = "fast"
 
-
-@dataclass(frozen=True)
-class SampleTruth:
-    """What the sample is known to contain, in camera coordinates (metres; x right, y down, z forward)."""
-
-    spec: SampleSpec
-    worker_dir: Path  # the folder holding the tar shard(s) and intrinsics.json
-    clip_names: tuple[str, ...]
-    lines_3d: tuple[tuple[tuple[float, float, float], tuple[float, float, float]], ...] = field(repr=False)
-    markers_3d: tuple[tuple[float, float, float], ...] = field(repr=False)
-
-    def to_json(self) -> dict:
-        return {
-            "spec": asdict(self.spec),
-            "worker_dir": str(self.worker_dir),
-            "clip_names": list(self.clip_names),
-            "lines_3d": [list(map(list, line)) for line in self.lines_3d],
-            "markers_3d": [list(p) for p in self.markers_3d],
-        }
+    @property
+    def worker_ref(self) -> WorkerRef:
+        return WorkerRef(self.factory, self.worker)
 
 
 # --- the scene ---------------------------------------------------------------------------------------------
@@ -282,26 +268,22 @@ def render_clip(
         yield renderer.render(moving_boxes(i / spec.fps, spec.period_s, clip.anomaly_s))
 
 
-def clip_name(spec: SampleSpec, index: int) -> str:
-    """The dataset's clip key, e.g. factory001_worker001_00001."""
-    return f"{spec.factory.replace('_', '')}_{spec.worker.replace('_', '')}_{index:05d}"
-
-
 def write_sample_hub(
     root: str | Path, spec: SampleSpec = SampleSpec(), progress: Callable[[int], None] | None = None
-) -> SampleTruth:
-    """Render the sample's clips and write them under `root` exactly as the Hub lays out a worker.
+) -> Path:
+    """Render the sample's clips and write them under `root` exactly as the Hub lays out a worker; returns
+    the worker's folder (holding the tar shard(s) and intrinsics.json).
 
     progress: called with the number of frames rendered since the last call.
     """
-    worker_dir = Path(root) / spec.factory / "workers" / spec.worker
+    worker = spec.worker_ref
+    worker_dir = Path(root) / worker.hub_dir
     worker_dir.mkdir(parents=True, exist_ok=True)
     renderer = SampleRenderer(spec.width, spec.height)
-    names = []
     with tempfile.TemporaryDirectory(dir=worker_dir) as tmp:
         members: list[tuple[str, Path, bytes]] = []
         for clip in spec.clips:
-            name = clip_name(spec, clip.index)
+            name = worker.clip_name(clip.index)
             video_path = Path(tmp) / f"{name}.mp4"
             with VideoWriter(
                 video_path,
@@ -317,21 +299,20 @@ def write_sample_hub(
                     writer.write(frame, pts=i, pixel_format="rgb24")
                     if progress:
                         progress(1)
-            sidecar = {
-                "factory_id": spec.factory,
-                "worker_id": spec.worker,
-                "video_index": clip.index,
-                "duration_sec": round(clip.duration_s, 3),
-                "width": spec.width,
-                "height": spec.height,
-                "fps": spec.fps,
-                "size_bytes": video_path.stat().st_size,
-                "codec": "h265",
-            }
-            members.append((name, video_path, json.dumps(sidecar, indent=1).encode()))
-            names.append(name)
+            sidecar = Sidecar(
+                factory_id=spec.factory,
+                worker_id=spec.worker,
+                video_index=clip.index,
+                duration_sec=round(clip.duration_s, 3),
+                width=spec.width,
+                height=spec.height,
+                fps=spec.fps,
+                size_bytes=video_path.stat().st_size,
+                codec="h265",
+            )
+            members.append((name, video_path, sidecar.to_json()))
         for shard, first in enumerate(range(0, len(members), spec.clips_per_shard)):
-            tar_name = f"{spec.factory.replace('_', '')}_{spec.worker.replace('_', '')}_part{shard:02d}.tar"
+            tar_name = worker.shard_name(shard)
             partial = worker_dir / (tar_name + ".partial")
             with tarfile.open(partial, "w", format=tarfile.USTAR_FORMAT) as tar:
                 for name, video_path, sidecar_bytes in members[first : first + spec.clips_per_shard]:
@@ -340,11 +321,5 @@ def write_sample_hub(
                     info.size = len(sidecar_bytes)
                     tar.addfile(info, io.BytesIO(sidecar_bytes))
             partial.replace(worker_dir / tar_name)
-    (worker_dir / "intrinsics.json").write_text(json.dumps(EGOCENTRIC_10K_CALIBRATION.to_json(), indent=2))
-    return SampleTruth(
-        spec=spec,
-        worker_dir=worker_dir,
-        clip_names=tuple(names),
-        lines_3d=TEST_LINES_3D,
-        markers_3d=MARKERS_3D,
-    )
+    (worker_dir / CALIBRATION_FILE).write_text(json.dumps(EGOCENTRIC_10K_CALIBRATION.to_json(), indent=2))
+    return worker_dir

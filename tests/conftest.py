@@ -1,52 +1,21 @@
-"""Session fixtures for the V-JEPA tests: a tiny random-init model folder and a small synthetic clip."""
+"""Session fixtures: a tiny random-init V-JEPA 2 model folder and a small synthetic clip.
+
+torch is imported only by the fixture that needs it, so the pure-numpy tests collect and run without it.
+"""
 
 from __future__ import annotations
 
-from fractions import Fraction
 from pathlib import Path
 
-import av
-import numpy as np
 import pytest
 
-from egoclean.video import VideoWriter
-from VJEPA.tiny_model import save_tiny_model
-
-CLIP_WIDTH, CLIP_HEIGHT, CLIP_FPS, CLIP_FRAMES = 320, 180, 30, 90
-
-
-def rgb_to_yuv420p(rgb: np.ndarray) -> np.ndarray:
-    return av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p").to_ndarray()
-
-
-def moving_frame(index: int, width: int, height: int) -> np.ndarray:
-    """RGB uint8 [H, W, 3]: diagonal colour bands drifting right plus a bright square crossing the frame."""
-    y, x = np.mgrid[0:height, 0:width]
-    phase = index * 4
-    rgb = np.stack(
-        [
-            (x + phase) * 3 % 256,
-            (y * 2 + x // 2 + phase) % 256,
-            ((x - y) * 5 + 2 * phase) % 256,
-        ],
-        axis=-1,
-    ).astype(np.uint8)
-    side = height // 4
-    left = (index * 7) % (width - side)
-    rgb[height // 3 : height // 3 + side, left : left + side] = (250, 240, 30)
-    return rgb
-
-
-def write_test_clip(path: Path, n_frames: int, width: int = CLIP_WIDTH, height: int = CLIP_HEIGHT) -> Path:
-    """An H.264 clip of `n_frames` moving frames at 30 fps (pts in 1/30 s ticks)."""
-    with VideoWriter(path, width, height, rate=Fraction(CLIP_FPS), time_base=Fraction(1, CLIP_FPS)) as writer:
-        for index in range(n_frames):
-            writer.write(rgb_to_yuv420p(moving_frame(index, width, height)), pts=index)
-    return path
+from tests.helpers import CLIP_FRAMES, write_test_clip
 
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from VJEPA.tiny_model import save_tiny_model
+
     return save_tiny_model(tmp_path_factory.mktemp("tiny_vjepa2"), seed=0)
 
 

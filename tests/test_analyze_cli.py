@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from VJEPA import synthetic as se
 from VJEPA import analyze as cli
+from VJEPA import synthetic as se
 from VJEPA.structure import StructureParams
 
 REPO = Path(__file__).resolve().parents[1]

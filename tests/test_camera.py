@@ -7,6 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
+from egoclean.errors import CalibrationError
 from fisheye.camera import (
     invalid_fraction,
     kb_project,
@@ -21,7 +22,6 @@ from fisheye.camera import (
     widest_valid_hfov_deg,
     yuv420_plane_maps,
 )
-from egoclean.errors import CalibrationError
 from fisheye.sample import EGOCENTRIC_10K_CALIBRATION as CALIB
 
 RNG = np.random.default_rng(0)

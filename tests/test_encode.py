@@ -13,13 +13,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import CLIP_FPS, CLIP_FRAMES, write_test_clip
+from tests.helpers import CLIP_FPS, CLIP_FRAMES, write_test_clip
 from transformers import VJEPA2VideoProcessor
 
 from egoclean.errors import VideoError
 from egoclean.video import iter_frames
 from VJEPA.embedder import ModelError, load_encoder
-from VJEPA.encode import Settings, encode_clip, main
+from VJEPA.encode import encode_clip, main
+from VJEPA.settings import EncodeSettings as Settings
 from VJEPA.preprocess import preprocess_frames
 
 REPO = Path(__file__).resolve().parents[1]

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fisheye.sample import SampleClip, SampleSpec, write_sample_hub
 from egoclean.video import probe
+from fisheye.sample import SampleClip, SampleSpec, write_sample_hub
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = SampleSpec()  # what `bash run.sh` renders
@@ -24,7 +24,7 @@ SAMPLE = SampleSpec()  # what `bash run.sh` renders
 def copy_repo(dest: Path) -> Path:
     """The project's code in a fresh folder (no data/, no .env): a newcomer's checkout."""
     dest.mkdir(parents=True)
-    for name in ("run.sh", "requirements.txt", "fisheye", "VJEPA"):
+    for name in ("run.sh", "requirements.txt", "pyproject.toml", "egoclean", "fisheye", "VJEPA"):
         src = REPO / name
         if src.is_dir():
             shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
@@ -33,8 +33,9 @@ def copy_repo(dest: Path) -> Path:
     return dest
 
 
-def clean_env(tmp_path: Path) -> dict[str, str]:
-    """No Hugging Face token anywhere, no network use, this test's Python environment."""
+def clean_env(tmp_path: Path, repo: Path | None = None) -> dict[str, str]:
+    """No Hugging Face token anywhere, no network use, this test's Python environment, and (with `repo`)
+    that checkout's code on the path, as run.sh puts it."""
     env = {k: v for k, v in os.environ.items() if k not in ("HF_KEY", "HF_TOKEN", "CI")}
     env.update(
         HF_HOME=str(tmp_path / "hf-home"),
@@ -43,12 +44,9 @@ def clean_env(tmp_path: Path) -> dict[str, str]:
         VENV=sys.prefix,
         PYTHONUNBUFFERED="1",
     )
+    if repo is not None:
+        env["PYTHONPATH"] = str(repo)
     return env
-
-
-def iou(a: tuple[float, float], b: tuple[float, float]) -> float:
-    overlap = max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
-    return overlap / (max(a[1], b[1]) - min(a[0], b[0]))
 
 
 def test_readme_main_command_runs_both_phases_on_the_sample(tmp_path):
@@ -148,7 +146,7 @@ def reference(tmp_path_factory, small_hub) -> dict[str, object]:
     root = tmp_path_factory.mktemp("reference")
     repo = copy_repo(root / "egoclean")
     model = save_tiny_model(root / "model")
-    run_all(repo, phase_commands(small_hub, root / "data", model), clean_env(root))
+    run_all(repo, phase_commands(small_hub, root / "data", model), clean_env(root, repo))
     return snapshot(root / "data/factory_001", root)
 
 
@@ -166,7 +164,7 @@ def test_killed_run_resumes_to_identical_outputs(tmp_path, small_hub, reference,
     from VJEPA.tiny_model import save_tiny_model
 
     model = save_tiny_model(root / "model")
-    env = clean_env(root)
+    env = clean_env(root, repo)
     folder = root / "data/factory_001"
     commands = phase_commands(small_hub, root / "data", model)
     run_all(repo, commands[:phase], env)

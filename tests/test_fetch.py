@@ -1,4 +1,4 @@
-"""Tests for fisheye.fetch: naming, tokens, sidecars, both shard sources, streaming extraction, clip checks.
+"""Tests for fisheye.dataset, fisheye.sources and fisheye.shards: naming, tokens, sidecars, both shard sources, streaming extraction, clip checks.
 
 The Hub is stood in for by tests.fake_hub (a loopback HTTP server over a folder laid out like the dataset),
 read through huggingface_hub's real client. Nothing here reaches the network.
@@ -24,21 +24,11 @@ import httpx2
 import huggingface_hub
 import pytest
 
-from fisheye import fetch
 from egoclean.errors import AuthError, CalibrationError, FetchError, OutputError, VideoError
-from fisheye.fetch import (
-    HUB_DOWNLOAD_DIR,
-    ExtractedClip,
-    HubSource,
-    LocalSource,
-    WorkerRef,
-    extract_clips,
-    find_missing,
-    parse_clip_selection,
-    parse_sidecar,
-    resolve_token,
-    verify_clip,
-)
+from fisheye import shards, sources
+from fisheye.dataset import WorkerRef, parse_clip_selection, parse_sidecar
+from fisheye.shards import ExtractedClip, extract_clips, verify_clip
+from fisheye.sources import HUB_DOWNLOAD_DIR, HubSource, LocalSource, resolve_token
 from fisheye.sample import SampleClip, SampleSpec, write_sample_hub
 from tests.fake_hub import FakeHub
 
@@ -187,12 +177,6 @@ def test_parse_clip_selection_rejects(text: str) -> None:
         parse_clip_selection(text)
 
 
-def test_find_missing() -> None:
-    assert find_missing({1, 2, 7}, {1, 2}) == {7}
-    assert find_missing({1}, {1, 2}) == set()
-    assert find_missing(None, set()) == set()
-
-
 # --- tokens -------------------------------------------------------------------------------------------------
 
 
@@ -212,6 +196,7 @@ def test_token_from_env_file_forms(tmp_path: Path) -> None:
         "# HF_KEY=commented\nexport HF_KEY='single'\n": "single",
         'HF_KEY = "double"  \n': "double",
         "HF_KEY=value # trailing comment\n": "value",
+        'HF_KEY="hf_quoted"  # my token\n': "hf_quoted",  # quotes and a comment: a shell's reading
         "HF_KEY=\nHF_TOKEN=second\n": "second",  # an empty HF_KEY counts as missing
         "OTHER=1\nHF_TOKEN=hf_x\n": "hf_x",
     }
@@ -415,7 +400,7 @@ def test_whole_worker_across_shards(source: LocalSource | HubSource, tmp_path: P
         clips += extract_clips(shard, WORKER, wanted, tmp_path / "clips")
         source.release_shard(shard)
     assert [(c.index, c.shard) for c in clips] == [(0, shard_name(0)), (2, shard_name(2))]
-    assert find_missing(wanted, {c.index for c in clips}) == {7}
+    assert wanted - {c.index for c in clips} == {7}
     assert files_in(tmp_path / "clips") == {
         f"{WORKER.clip_name(i)}.{ext}" for i in (0, 2) for ext in ("mp4", "json")
     }
@@ -484,7 +469,7 @@ def test_server_down_fails_fast(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
         (
             OSError(errno.ENOSPC, "No space left on device"),
             OutputError,
-            "disk full while writing .*free 0.0 GB",
+            "disk full .it needs about [0-9.]+ (k|M|G)B",
         ),
         (httpx2.ConnectTimeout("timed out"), FetchError, "cannot reach the Hub"),
         (OSError("Consistency check failed"), FetchError, "download failed"),
@@ -503,7 +488,7 @@ def test_download_failures_map_to_our_errors(
 
     source = HubSource(GOOD, endpoint=hub.url)
     source.list_shards(WORKER)  # learns the shard sizes, for the disk-full message
-    monkeypatch.setattr(fetch, "hf_hub_download", failing_download)
+    monkeypatch.setattr(sources, "hf_hub_download", failing_download)
     with pytest.raises(expected, match=message):
         source.fetch_shard(WORKER, shard_name(0), tmp_path)
 
@@ -551,7 +536,7 @@ def test_extract_streams_in_one_forward_pass(
     """A named pipe cannot seek: extraction from it works only if the tar is read front to back, in chunks."""
     if not hasattr(os, "mkfifo"):
         pytest.skip("no named pipes on this platform")
-    monkeypatch.setattr(fetch, "COPY_CHUNK_BYTES", 1024)
+    monkeypatch.setattr(shards, "COPY_CHUNK_BYTES", 1024)
     data = write_tar(
         tmp_path / "x.tar",
         [(f"{WORKER.clip_name(1)}.mp4", members[1][0]), (f"{WORKER.clip_name(1)}.json", members[1][1])],
@@ -598,7 +583,7 @@ def test_clip_not_in_shard_is_visible_as_missing(members: dict, tmp_path: Path) 
     )
     clips = extract_clips(tar, WORKER, {1, 5}, tmp_path / "out")
     assert clips == []
-    assert find_missing({1, 5}, {c.index for c in clips}) == {1, 5}
+    assert {1, 5} - {c.index for c in clips} == {1, 5}
     assert files_in(tmp_path / "out") == set()  # no half pair is left behind
 
 
@@ -646,7 +631,7 @@ def test_disk_full_while_extracting(members: dict, tmp_path: Path) -> None:
     out.mkdir()
     (out / f"{WORKER.clip_name(1)}.partial.mp4").symlink_to("/dev/full")  # every write: ENOSPC
     tar = write_tar(tmp_path / "t.tar", [(f"{WORKER.clip_name(1)}.mp4", members[1][0])])
-    with pytest.raises(OutputError, match="disk full while writing"):
+    with pytest.raises(OutputError, match="disk full; free some space"):
         extract_clips(tar, WORKER, None, out)
 
 

@@ -8,15 +8,16 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from fake_hub import FakeHub
 
+from egoclean.video import probe
 from fisheye import pipeline
 from fisheye.cli import main
-from fisheye.fetch import HubSource, LocalSource
-from fisheye.pipeline import Phase1Settings, run_phase1
-from fisheye.rectify import EncoderSettings
+from fisheye.dataset import WorkerRef
+from fisheye.pipeline import run_phase1
 from fisheye.sample import SampleClip, SampleSpec, write_sample_hub
-from egoclean.video import probe
+from fisheye.settings import Phase1Settings
+from fisheye.sources import HubSource, LocalSource
+from tests.fake_hub import FakeHub
 
 SPEC = SampleSpec(
     width=192,
@@ -25,7 +26,6 @@ SPEC = SampleSpec(
     clips_per_shard=1,
     preset="ultrafast",
 )
-FAST = EncoderSettings(preset="ultrafast")
 WORKER_DIR = Path("factory_001/workers/worker_001")
 
 
@@ -80,7 +80,7 @@ def test_hub_source_downloads_only_needed_shards_and_deletes_them(hub, tmp_path)
     out = tmp_path / "data"
     with FakeHub(hub) as fake:
         source = HubSource("hf_test_good", endpoint=fake.url)
-        manifest = run_phase1(Phase1Settings(clips=[2], out=out, encoder=FAST), source)
+        manifest = run_phase1(Phase1Settings(clips="2", out=out, preset="ultrafast"), source)
         served = {path for (method, path) in fake.requests if method == "GET" and path.endswith(".tar")}
     assert list(manifest["clips"]) == ["00002"]
     assert "part02" not in " ".join(served), "the shard after the last wanted clip must not be downloaded"
@@ -246,7 +246,7 @@ def test_no_token_and_a_named_worker_asks_for_a_token(tmp_path, capsys, monkeypa
 
 def test_local_source_reads_without_copying(hub):
     source = LocalSource(hub)
-    assert source.list_shards(pipeline.WorkerRef.parse("factory_001/worker_001")) == [
+    assert source.list_shards(WorkerRef.parse("factory_001/worker_001")) == [
         f"factory001_worker001_part{i:02d}.tar" for i in range(3)
     ]
 
@@ -254,7 +254,7 @@ def test_local_source_reads_without_copying(hub):
 def test_full_disk_mid_encode_is_one_line_and_loses_nothing(hub, tmp_path, capsys, monkeypatch):
     import errno
 
-    from fisheye import video
+    from egoclean import video
 
     out = tmp_path / "data"
     assert run_cli(hub, out, "--clips", "1") == 0

@@ -7,6 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
+from egoclean.video import VideoWriter, iter_frames, probe
 from fisheye.camera import rectified_camera, source_positions
 from fisheye.rectify import EncoderSettings, PlaneRemapper, rectify_video
 from fisheye.sample import (
@@ -17,7 +18,6 @@ from fisheye.sample import (
     SampleRenderer,
     moving_boxes,
 )
-from egoclean.video import VideoWriter, iter_frames, probe
 
 W, H, FPS, N_FRAMES = 480, 270, 30, 24
 
@@ -43,7 +43,7 @@ def fisheye_clip(tmp_path_factory):
 def rectified(fisheye_clip):
     camera = rectified_camera(EGOCENTRIC_10K_CALIBRATION.scaled_to(W, H), W, H)
     out = fisheye_clip.with_name("rectified.mp4")
-    stats = rectify_video(fisheye_clip, out, EGOCENTRIC_10K_CALIBRATION, camera, EncoderSettings(crf=12))
+    stats = rectify_video(fisheye_clip, out, EGOCENTRIC_10K_CALIBRATION, camera, EncoderSettings("h264", 12, "veryfast"))
     return out, camera, stats
 
 
@@ -148,30 +148,50 @@ def test_h265_output(fisheye_clip, tmp_path):
     assert (info.codec, info.n_frames) == ("hevc", N_FRAMES)
 
 
+def bilinear_reference(plane: np.ndarray, uv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Slow bilinear sampling of `plane` [h, w] at positions uv [..., 2] (x, y); returns the values and a
+    mask of the positions whose four neighbours all lie inside the plane."""
+    h, w = plane.shape
+    plane = plane.astype(np.float64)
+    x0, y0 = np.floor(uv[..., 0]).astype(int), np.floor(uv[..., 1]).astype(int)
+    fx, fy = uv[..., 0] - x0, uv[..., 1] - y0
+    x0c, y0c = np.clip(x0, 0, w - 2), np.clip(y0, 0, h - 2)
+    values = (
+        (1 - fx) * (1 - fy) * plane[y0c, x0c]
+        + fx * (1 - fy) * plane[y0c, x0c + 1]
+        + (1 - fx) * fy * plane[y0c + 1, x0c]
+        + fx * fy * plane[y0c + 1, x0c + 1]
+    )
+    inside = (x0 >= 0) & (y0 >= 0) & (x0 < w - 1) & (y0 < h - 1)
+    return values, inside
+
+
 def test_plane_remap_equals_slow_per_pixel_reference(fisheye_clip):
+    """Y, U and V each equal a per-pixel bilinear reference at the numpy lens model's positions."""
     calib = EGOCENTRIC_10K_CALIBRATION.scaled_to(W, H)
     camera = rectified_camera(calib, W, H)
     yuv = next(iter_frames(fisheye_clip, "yuv420p")).data
     fast = PlaneRemapper(calib, camera)(yuv)
-    # reference: for each output luma pixel, bilinear interpolation by hand at the numpy model's position
-    y_plane = yuv[:H].astype(np.float64)
+    src_y, src_u, src_v = PlaneRemapper.planes(yuv, W, H)
+    out_y, out_u, out_v = PlaneRemapper.planes(fast, W, H)
+    # luma: each output pixel samples the source where the lens model sends it
     ys, xs = np.mgrid[0:H, 0:W]
     uv = source_positions(camera, calib, np.stack([xs, ys], -1).astype(float))
-    x0, y0 = np.floor(uv[..., 0]).astype(int), np.floor(uv[..., 1]).astype(int)
-    fx, fy = uv[..., 0] - x0, uv[..., 1] - y0
-    x0c, y0c = np.clip(x0, 0, W - 2), np.clip(y0, 0, H - 2)
-    ref = (
-        (1 - fx) * (1 - fy) * y_plane[y0c, x0c]
-        + fx * (1 - fy) * y_plane[y0c, x0c + 1]
-        + (1 - fx) * fy * y_plane[y0c + 1, x0c]
-        + fx * fy * y_plane[y0c + 1, x0c + 1]
-    )
-    inside = (x0 >= 0) & (y0 >= 0) & (x0 < W - 1) & (y0 < H - 1)
-    diff = np.abs(fast[:H].astype(np.float64) - ref)[inside]
+    ref, inside = bilinear_reference(src_y, uv)
+    diff = np.abs(out_y.astype(np.float64) - ref)[inside]
     assert inside.mean() > 0.99
     assert diff.max() <= 2.0 and diff.mean() < 0.3  # OpenCV interpolates with 1/32-pixel fixed-point weights
-    # chroma: the U plane of the output matches remapping a half-size copy by the same reference geometry
-    assert fast.shape == yuv.shape
+    # chroma: a chroma sample sits at the centre of its 2x2 luma block, (2x + 0.5, 2y + 0.5) in luma pixels;
+    # map that through the lens in luma pixels, then back to chroma pixels: (u + 0.5) / 2 - 0.5
+    cys, cxs = np.mgrid[0 : H // 2, 0 : W // 2]
+    luma_out = np.stack([2 * cxs + 0.5, 2 * cys + 0.5], -1).astype(float)
+    chroma_src = (source_positions(camera, calib, luma_out) + 0.5) / 2 - 0.5
+    for src_plane, out_plane in ((src_u, out_u), (src_v, out_v)):
+        ref, inside = bilinear_reference(src_plane, chroma_src)
+        diff = np.abs(out_plane.astype(np.float64) - ref)[inside]
+        assert inside.mean() > 0.98
+        assert diff.max() <= 2.0 and diff.mean() < 0.3
+        assert np.ptp(ref[inside]) > 10, "the chroma plane must carry colour for this check to mean anything"
 
 
 def test_full_range_source_is_tagged_as_converted(tmp_path):
@@ -204,7 +224,7 @@ def test_full_range_source_is_tagged_as_converted(tmp_path):
     assert probe(src).pix_fmt == "yuvj420p"
     camera = rectified_camera(EGOCENTRIC_10K_CALIBRATION.scaled_to(192, 108), 192, 108)
     out = tmp_path / "out.mp4"
-    rectify_video(src, out, EGOCENTRIC_10K_CALIBRATION, camera)
+    rectify_video(src, out, EGOCENTRIC_10K_CALIBRATION, camera, EncoderSettings("h264", 18, "ultrafast"))
     info = probe(out)
     assert info.pix_fmt == "yuv420p" and info.color[1] != 2  # not AVCOL_RANGE_JPEG: limited, as converted
     assert info.n_frames == 15

@@ -1,0 +1,103 @@
+"""The whole job, top to bottom: `bash run.sh [auto|1|2|all]` runs this (`python -m egoclean`).
+
+    1. choose the data: the Hub with a token, a --source folder, or the built-in sample (offline, said so)
+    2. phase 1 (fisheye): fetch, extract, rectify          -> OUT/factory_001/rectified_clip_*.mp4
+    3. phase 2 (VJEPA): V-JEPA 2 embeddings, then analysis  -> *_emb.npy, *_analysis.json, *_diagnostics.png
+
+This is the one module above both phases: it imports fisheye and VJEPA; nothing else in egoclean does.
+Every option comes from the phases' settings classes; `bash run.sh --help` lists them with their defaults.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import replace
+
+from egoclean.config import HelpFormatter, add_options, from_args, validate
+from egoclean.errors import EgoCleanError
+from egoclean.progress import Progress, terminal_progress
+from fisheye.pipeline import choose_data, open_source, run_phase1, worker_output_dir
+from fisheye.settings import Phase1Settings
+from VJEPA.phase2 import run_phase2
+from VJEPA.settings import DEFAULT_MODEL, EncodeSettings
+from VJEPA.structure import StructureParams
+
+COMMANDS = ("auto", "1", "2", "all")
+STAND_IN_DIR = "tiny-vjepa2-random-init"  # under OUT/sample: the sample's stand-in model
+
+DESCRIPTION = """\
+EgoClean turns raw Egocentric-10K fisheye video into rectified clips (phase 1) and V-JEPA 2 temporal
+structure: cycles, repeats, anomalies, with plots (phase 2).
+
+commands:
+  auto   (the default) with a Hugging Face token (HF_KEY or HF_TOKEN in .env): phase 1 on the chosen
+         clips; without one: both phases on the built-in sample clip, offline
+  1      phase 1 only: download, extract, rectify
+  2      phase 2 only: V-JEPA 2 embeddings + analysis of the phase 1 outputs (use a GPU)
+  all    phase 1 then phase 2
+  test   run the test suite (pytest); arguments after -- go to pytest (bash run.sh test -- -k camera)"""
+
+EPILOG = """\
+examples:
+  bash run.sh                                   # sample (no token) or the two POC clips (token)
+  bash run.sh all --clips all                   # a whole worker, both phases (on a GPU box)
+  bash run.sh 2 --batch-size 16 --crop three    # phase 2 again with other settings
+
+environment: PYTHON (default python3), VENV (default .venv), EGOCLEAN_NO_INSTALL=1 to use VENV as it is."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bash run.sh", description=DESCRIPTION, epilog=EPILOG, formatter_class=HelpFormatter
+    )
+    parser.add_argument("command", nargs="?", default="auto", choices=COMMANDS, help="what to run")
+    add_options(parser.add_argument_group("phase 1 options (fetch and rectify)"), Phase1Settings)
+    add_options(parser.add_argument_group("phase 2 options (V-JEPA 2 embeddings)"), EncodeSettings)
+    add_options(parser.add_argument_group("phase 2 analysis options"), StructureParams)
+    return parser
+
+
+def stand_in_model(phase1: Phase1Settings, encode: EncodeSettings, progress: Progress) -> EncodeSettings:
+    """On the sample, the default ViT-L is replaced by a tiny random-init stand-in unless its weights and a
+    GPU are here (one ViT-L window takes ~91 s on 2 CPU cores); a model chosen by hand is always kept."""
+    if not phase1.sample or encode.model != DEFAULT_MODEL:
+        return encode
+    from VJEPA.tiny_model import pick_model  # torch: only when phase 2 runs
+
+    model, reason = pick_model(encode.model, phase1.out / STAND_IN_DIR)
+    progress.log(reason)
+    return replace(encode, model=model)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    progress = terminal_progress()
+    try:
+        # Every setting is checked before anything is downloaded or written.
+        phase1 = validate(from_args(Phase1Settings, args))
+        encode = validate(from_args(EncodeSettings, args))
+        params = validate(from_args(StructureParams, args))
+        phase1 = choose_data(phase1, progress)
+        command = args.command if args.command != "auto" else ("all" if phase1.sample else "1")
+        folder = worker_output_dir(phase1)
+        if command in ("1", "all"):
+            progress.log(f"phase 1: fetch and rectify -> {folder}")
+            run_phase1(phase1, open_source(phase1, progress), progress)
+        if command in ("2", "all"):
+            encode = stand_in_model(phase1, encode, progress)
+            progress.log(f"phase 2: V-JEPA 2 embeddings ({encode.model}) and temporal structure -> {folder}")
+            result = run_phase2(folder, encode, params, progress)
+            progress.log("results:")
+            for path in result.outputs:
+                progress.log(f"  {path}")
+            if result.failures:
+                progress.log(f"error: {len(result.failures)} clip(s) could not be embedded (see above)")
+                return 2
+    except EgoCleanError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished files are kept; run the same command again to resume", file=sys.stderr)
+        return 130
+    return 0

@@ -1,0 +1,84 @@
+"""Phase 1's settings, each defined once: default, help and validation (see egoclean.config).
+
+`python -m fisheye`, `bash run.sh` and Python callers all build their options and checks from this class.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from egoclean.config import setting
+from fisheye.dataset import WorkerRef, parse_clip_selection
+from fisheye.rectify import EncoderSettings
+
+DEFAULT_WORKER = "factory_001/worker_001"
+DEFAULT_CLIPS = "00001,00002"  # the seed's proof-of-concept clips
+# x264/x265 speed presets, fastest first (both encoders accept the same names).
+PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
+
+
+def _worker_problem(text: str) -> str | None:
+    try:
+        WorkerRef.parse(text)
+    except ValueError:
+        return "not of the form factory_001/worker_001 (or factory001_worker001)"
+    return None
+
+
+def _clips_problem(text: str) -> str | None:
+    try:
+        parse_clip_selection(text)
+    except ValueError:
+        return "not a clip selection; use e.g. 00001,00002 or 1-5 or all"
+    return None
+
+
+@dataclass(frozen=True)
+class Phase1Settings:
+    """Which clips to fetch, from where, and how to rectify and encode them."""
+
+    worker: str = setting(
+        DEFAULT_WORKER, "factory/worker to fetch, as on the Hub", metavar="F/W", check=_worker_problem
+    )
+    clips: str = setting(
+        DEFAULT_CLIPS, "clip indices: '00001,00002', '1-5' or 'all'", metavar="LIST", check=_clips_problem
+    )
+    source: Path | None = setting(
+        None,
+        "read tars from this local folder laid out like the Hub "
+        "(FOLDER/factory_001/workers/worker_001/*.tar) instead of downloading",
+        metavar="DIR",
+    )
+    sample: bool = setting(False, "run on the built-in synthetic sample, offline, even if a token is set")
+    out: Path = setting(Path("data"), "output folder", metavar="DIR")
+    hfov_deg: float | None = setting(
+        None,
+        "horizontal field of view of the rectified camera, degrees "
+        "(default: the widest with no black pixel, about 94 for this lens)",
+        low=1.0,
+        high=170.0,
+        flag="--hfov",
+        metavar="DEG",
+    )
+    codec: str = setting("h264", "output codec", choices=("h264", "h265"))
+    crf: int = setting(18, "x264/x265 constant rate factor: 0 is lossless, lower is better", low=0, high=51)
+    preset: str = setting("veryfast", "x264/x265 speed preset", choices=PRESETS)
+    env_file: Path = setting(Path(".env"), "where to look for HF_KEY or HF_TOKEN", metavar="FILE")
+
+    @property
+    def worker_ref(self) -> WorkerRef:
+        return WorkerRef.parse(self.worker)
+
+    @property
+    def clip_indices(self) -> list[int] | None:
+        """The selected clip indices, None for every clip of the worker."""
+        return parse_clip_selection(self.clips)
+
+    @property
+    def encoder(self) -> EncoderSettings:
+        return EncoderSettings(codec=self.codec, crf=self.crf, preset=self.preset)
+
+    def output_affecting(self) -> dict:
+        """The settings a finished output depends on: a rerun with other values redoes the clip."""
+        return {"hfov_deg": self.hfov_deg, "codec": self.codec, "crf": self.crf, "preset": self.preset}
