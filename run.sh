@@ -15,7 +15,8 @@ command -v "$PYTHON" >/dev/null || die "$PYTHON not found: install Python 3.10 o
   || die "Python 3.10 or newer is needed, $PYTHON is $("$PYTHON" -V 2>&1)"
 
 pip_quiet() {  # pip, without the one harmless line some machines' pip config prints for every package
-  "$VENV/bin/python" -m pip "$@" 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+  # (and without setuptools' notice about editable installs, which is about this very layout)
+  PYTHONWARNINGS=ignore "$VENV/bin/python" -m pip "$@" 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
 }
 
 stamp="$VENV/.egoclean-requirements"

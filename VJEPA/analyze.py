@@ -22,8 +22,9 @@ from typing import Any
 
 import numpy as np
 
+from egoclean.cli import run_main
 from egoclean.config import HelpFormatter
-from egoclean.errors import EgoCleanError, InputError
+from egoclean.errors import InputError
 from egoclean.files import atomic_output, check_writable, save_npy, write_json
 from egoclean.layout import EMB_SUFFIX, META_SUFFIX, TS_SUFFIX, list_embeddings, stem_of_embedding
 from VJEPA import plots
@@ -301,7 +302,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     params = StructureParams(**{f.name: getattr(args, f.name) for f in dataclasses.fields(StructureParams)})
-    try:
+
+    def body() -> int:
         emb_paths = find_embeddings(args.paths)
         if args.joint:
             result = analyze_clips_jointly(emb_paths, args.out, params)
@@ -310,20 +312,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print("  " + "  ".join(clip["outputs"].values()))
             print(f"joint: {len(result['matches'])} cross-clip matches")
             print("  " + "  ".join(result["outputs"].values()))
-        else:
-            for path in emb_paths:  # check every input before writing anything
-                load_clip(path)
-            for path in emb_paths:
-                result = analyze_clip(path, args.out, params)
-                print(f"{clip_stem(path)}: {result['n_windows']} windows, {result['summary']}")
-                print("  " + "  ".join(result["outputs"].values()))
-    except EgoCleanError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: finished files are kept; run the same command again", file=sys.stderr)
-        return 130
-    return 0
+            return 0
+        for path in emb_paths:  # check every input before writing anything
+            load_clip(path)
+        for path in emb_paths:
+            result = analyze_clip(path, args.out, params)
+            print(f"{clip_stem(path)}: {result['n_windows']} windows, {result['summary']}")
+            print("  " + "  ".join(result["outputs"].values()))
+        return 0
+
+    return run_main(body)
 
 
 if __name__ == "__main__":

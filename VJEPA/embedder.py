@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,7 +33,7 @@ class ModelError(EgoCleanError):
 class Encoder:
     """A loaded V-JEPA 2 model in eval mode, with what preprocessing it needs."""
 
-    model: torch.nn.Module
+    model: Any  # transformers.VJEPA2Model; typed loosely: its get_vision_features is not in torch stubs
     model_id: str  # Hub id or local folder, as given
     random_init: bool  # True for a test model with random weights (config flag egoclean_random_init)
     spec: PreprocessSpec

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from egoclean.cli import EXIT_ERROR, run_main
 from egoclean.config import HelpFormatter, add_options, from_args, validate
 from egoclean.errors import EgoCleanError, InputError, VideoError
 from egoclean.files import save_npy, write_json
@@ -228,25 +229,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    progress = terminal_progress(unit="window", log_file=sys.stdout)
-    try:
+
+    def body() -> int:
+        progress = terminal_progress(unit="window", log_file=sys.stdout)
         settings = validate(from_args(EncodeSettings, args))
         clips = find_clips(args.inputs)
         _, failures = encode_clips(clips, settings, args.out, progress)
-    except EgoCleanError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: finished clips are kept; run the same command again to resume", file=sys.stderr)
-        return 130
-    if failures:
-        if len(clips) > 1:
-            print(
-                f"error: {len(failures)} of {len(clips)} clips failed (see above); the others are done",
-                file=sys.stderr,
-            )
-        return 2
-    return 0
+        if failures and len(clips) > 1:
+            progress.error(f"{len(failures)} of {len(clips)} clips failed (see above); the others are done")
+        return EXIT_ERROR if failures else 0
+
+    return run_main(body)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from egoclean.errors import InputError
-from egoclean.layout import list_clips
+from egoclean.layout import list_clips, stem_of_embedding
 from egoclean.progress import Progress
 from VJEPA.analyze import analyze_clips_jointly
 from VJEPA.encode import EncodeResult, encode_clips
@@ -50,6 +50,6 @@ def run_phase2(
     outputs = []
     for clip in analysis["per_clip"]:
         outputs += [Path(clip["outputs"]["png"]), Path(clip["outputs"]["json"])]
-        progress.log(f"{Path(clip['source']).name}: {clip['summary']}")
+        progress.log(f"{stem_of_embedding(Path(clip['source']))}: {clip['summary']}")
     outputs += [Path(analysis["outputs"]["png"]), Path(analysis["outputs"]["json"])]
     return Phase2Result(encoded=encoded, failures=failures, analysis=analysis, outputs=outputs)

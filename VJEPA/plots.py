@@ -138,8 +138,8 @@ def clip_figure(analysis: ClipAnalysis, clip_name: str) -> Figure:
         ax_anom.axvspan(
             span.start_s, span.end_s, color="tab:red", alpha=0.2, label="anomaly" if i == 0 else None
         )
-    for i, span in enumerate(analysis.repeats):
-        ax_anom.axvspan(span.start_s, span.end_s, ymin=0, ymax=0.04, color="tab:green",
+    for i, repeat in enumerate(analysis.repeats):
+        ax_anom.axvspan(repeat.start_s, repeat.end_s, ymin=0, ymax=0.04, color="tab:green",
                         label="repetitive" if i == 0 else None)  # fmt: skip
     ax_anom.set_title("4  Anomaly score: 1 - best match outside own neighbourhood", loc="left", fontsize=10)
     ax_anom.set_xlabel("time (m:ss)")

@@ -32,19 +32,31 @@ def _even_problem(frames: int) -> str | None:
 class EncodeSettings:
     """How each clip is cut into windows and embedded."""
 
-    model: str = setting(DEFAULT_MODEL, "V-JEPA 2 checkpoint: Hugging Face Hub id or local model folder")
+    model: str = setting(
+        DEFAULT_MODEL, "V-JEPA 2 checkpoint: Hugging Face Hub id or local model folder", metavar="ID|DIR"
+    )
     device: str = setting(
-        "auto", "auto = cuda, then mps, then cpu; or cpu, mps, cuda, cuda:N", check=_device_problem
+        "auto",
+        "auto = cuda, then mps, then cpu; or cpu, mps, cuda, cuda:N",
+        metavar="D",
+        check=_device_problem,
     )
     dtype: str = setting(
         "auto", "model dtype; auto = float16 on CUDA, float32 elsewhere", choices=DTYPE_NAMES
     )
-    batch_size: int = setting(8, "windows per model call", low=1, high=MAX_BATCH_WINDOWS)
-    window: int = setting(64, "frames per window (even)", low=2, high=MAX_WINDOW_FRAMES, check=_even_problem)
-    stride_s: float = setting(
-        1.0, "seconds between window starts (rounded to frames)", low=0.0, low_open=True, high=3600.0
+    batch_size: int = setting(8, "windows per model call", low=1, high=MAX_BATCH_WINDOWS, metavar="N")
+    window: int = setting(
+        64, "frames per window (even)", low=2, high=MAX_WINDOW_FRAMES, metavar="N", check=_even_problem
     )
-    frame_step: int = setting(1, "use every n-th frame inside a window", low=1, high=100)
+    stride_s: float = setting(
+        1.0,
+        "seconds between window starts (rounded to frames)",
+        low=0.0,
+        low_open=True,
+        high=3600.0,
+        metavar="S",
+    )
+    frame_step: int = setting(1, "use every n-th frame inside a window", low=1, high=100, metavar="N")
     crop: str = setting(
         "center",
         "center: the processor's centre crop; three: left, centre and right crops, embeddings averaged",

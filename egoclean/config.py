@@ -185,7 +185,8 @@ def add_options(
 ) -> None:
     """One option per CLI field of `cls` (`stride_s` -> `--stride-s`), default and help from the field.
 
-    Options default to argparse.SUPPRESS-free plain defaults; bool fields become on/off flags.
+    A bool field that defaults to False becomes a plain flag (--force), one that defaults to True an on/off
+    pair (--thing / --no-thing).
     """
     hints = _field_types(cls)
     for field in dataclasses.fields(cls):
@@ -197,11 +198,13 @@ def add_options(
             or (only is not None and field.name not in only)
         ):
             continue
-        default = field.default if field.default is not dataclasses.MISSING else field.default_factory()  # type: ignore[misc]
+        default = field.default
+        if default is dataclasses.MISSING and callable(field.default_factory):
+            default = field.default_factory()
         base, _ = _base_type(hints[field.name])
         kwargs: dict[str, Any] = {"dest": field.name, "help": spec.help, "default": default}
         if base is bool:
-            kwargs["action"] = argparse.BooleanOptionalAction
+            kwargs["action"] = "store_true" if default is False else argparse.BooleanOptionalAction
         elif typing.get_origin(base) is list:
             (item,) = typing.get_args(base)
             kwargs |= {"type": _parser_for(item), "nargs": "+"}
@@ -209,8 +212,8 @@ def add_options(
             kwargs["type"] = _parser_for(base)
             if spec.choices is not None:
                 kwargs["choices"] = spec.choices
-        if spec.metavar:
-            kwargs["metavar"] = spec.metavar
+        if spec.metavar or (spec.flag and "action" not in kwargs and "choices" not in kwargs):
+            kwargs["metavar"] = spec.metavar or spec.flag.lstrip("-").replace("-", "_").upper()  # type: ignore[union-attr]
         parser.add_argument(option_name(field.name, spec), **kwargs)
 
 

@@ -11,11 +11,11 @@ Every option comes from the phases' settings classes; `bash run.sh --help` lists
 from __future__ import annotations
 
 import argparse
-import sys
 from dataclasses import replace
+from pathlib import Path
 
+from egoclean.cli import EXIT_ERROR, run_main
 from egoclean.config import HelpFormatter, add_options, from_args, validate
-from egoclean.errors import EgoCleanError
 from egoclean.progress import Progress, terminal_progress
 from fisheye.pipeline import choose_data, open_source, run_phase1, worker_output_dir
 from fisheye.settings import Phase1Settings
@@ -58,6 +58,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def shown(path: Path) -> Path:
+    """A path as short as it can be: relative to the working folder when it lies inside it."""
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve())
+    except ValueError:
+        return path
+
+
 def stand_in_model(phase1: Phase1Settings, encode: EncodeSettings, progress: Progress) -> EncodeSettings:
     """On the sample, the default ViT-L is replaced by a tiny random-init stand-in unless its weights and a
     GPU are here (one ViT-L window takes ~91 s on 2 CPU cores); a model chosen by hand is always kept."""
@@ -72,8 +80,9 @@ def stand_in_model(phase1: Phase1Settings, encode: EncodeSettings, progress: Pro
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    progress = terminal_progress()
-    try:
+
+    def body() -> int:
+        progress = terminal_progress()
         # Every setting is checked before anything is downloaded or written.
         phase1 = validate(from_args(Phase1Settings, args))
         encode = validate(from_args(EncodeSettings, args))
@@ -90,14 +99,10 @@ def main(argv: list[str] | None = None) -> int:
             result = run_phase2(folder, encode, params, progress)
             progress.log("results:")
             for path in result.outputs:
-                progress.log(f"  {path}")
+                progress.log(f"  {shown(path)}")
             if result.failures:
-                progress.log(f"error: {len(result.failures)} clip(s) could not be embedded (see above)")
-                return 2
-    except EgoCleanError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: finished files are kept; run the same command again to resume", file=sys.stderr)
-        return 130
-    return 0
+                progress.error(f"{len(result.failures)} clip(s) could not be embedded (see above)")
+                return EXIT_ERROR
+        return 0
+
+    return run_main(body)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import queue
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -190,11 +190,13 @@ class VideoWriter:
             raise ValueError(f"yuv420p needs an even frame size, got {width}x{height}")
         self.path = Path(path)
         self.time_base = Fraction(time_base)
-        self._container = av.open(str(self.path), mode="w", format="mp4", options={"movflags": "+faststart"})
+        container = av.open(str(self.path), mode="w", format="mp4", options={"movflags": "+faststart"})
+        self._container: av.container.OutputContainer | None = container
         options = {"crf": str(crf), "preset": preset}
         if codec == "h265":
             options["x265-params"] = "log-level=error"
-        stream = self._container.add_stream(ENCODERS[codec], rate=rate, options=options)
+        stream = container.add_stream(ENCODERS[codec], rate=rate, options=options)
+        assert isinstance(stream, av.VideoStream)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.time_base = self.time_base
         stream.codec_context.time_base = self.time_base
@@ -213,6 +215,7 @@ class VideoWriter:
             frame = frame.reformat(format="yuv420p")
         frame.pts = pts
         frame.time_base = self.time_base
+        assert self._container is not None, "write after close"
         self._container.mux(self._stream.encode(frame))
 
     def close(self) -> None:
@@ -246,7 +249,7 @@ class _End:
     error: BaseException | None
 
 
-def prefetch(items: Iterable[T], depth: int = PREFETCH_FRAMES) -> Iterator[T]:
+def prefetch(items: Iterable[T], depth: int = PREFETCH_FRAMES) -> Generator[T, None, None]:
     """Yield `items`, produced up to `depth` ahead in a background thread.
 
     FFmpeg, OpenCV and torch release the GIL, so chained prefetches make a pipeline whose stages overlap

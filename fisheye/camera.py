@@ -31,6 +31,11 @@ from egoclean.errors import CalibrationError
 CALIBRATION_FIELDS = ("image_width", "image_height", "fx", "fy", "cx", "cy", "k1", "k2", "k3", "k4")
 
 
+def intrinsic_matrix(fx: float, fy: float, cx: float, cy: float) -> np.ndarray:
+    """The 3x3 camera matrix K = [[fx, 0, cx], [0, fy, cy], [0, 0, 1]] (pixels)."""
+    return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
+
+
 @dataclass(frozen=True)
 class FisheyeCalibration:
     """Kannala-Brandt fisheye intrinsics for frames of `width` x `height` pixels."""
@@ -48,7 +53,7 @@ class FisheyeCalibration:
 
     @property
     def K(self) -> np.ndarray:
-        return np.array([[self.fx, 0.0, self.cx], [0.0, self.fy, self.cy], [0.0, 0.0, 1.0]])
+        return intrinsic_matrix(self.fx, self.fy, self.cx, self.cy)
 
     @property
     def D(self) -> np.ndarray:
@@ -99,10 +104,6 @@ class PinholeCamera:
     cy: float
 
     @property
-    def K(self) -> np.ndarray:
-        return np.array([[self.fx, 0.0, self.cx], [0.0, self.fy, self.cy], [0.0, 0.0, 1.0]])
-
-    @property
     def hfov_deg(self) -> float:
         """Full horizontal field of view, edge to edge of the outer pixels."""
         return math.degrees(
@@ -114,6 +115,10 @@ class PinholeCamera:
         return math.degrees(
             math.atan((self.cy + 0.5) / self.fy) + math.atan((self.height - 0.5 - self.cy) / self.fy)
         )
+
+    @property
+    def K(self) -> np.ndarray:
+        return intrinsic_matrix(self.fx, self.fy, self.cx, self.cy)
 
     def project(self, points_cam: np.ndarray) -> np.ndarray:
         """[..., 3] points in camera coordinates (z > 0) -> [..., 2] pixel coordinates."""

@@ -8,10 +8,9 @@ outputs are kept.
 from __future__ import annotations
 
 import argparse
-import sys
 
+from egoclean.cli import run_main
 from egoclean.config import HelpFormatter, add_options, from_args, validate
-from egoclean.errors import EgoCleanError
 from egoclean.progress import terminal_progress
 from fisheye.pipeline import choose_data, open_source, run_phase1, worker_output_dir
 from fisheye.settings import Phase1Settings
@@ -34,19 +33,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    progress = terminal_progress()
-    try:
+
+    def body() -> int:
+        progress = terminal_progress()
         settings = validate(from_args(Phase1Settings, args))  # every setting checked before any download
         settings = choose_data(settings, progress)
         manifest = run_phase1(settings, open_source(settings, progress), progress)
-    except EgoCleanError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: finished clips are kept; run the same command again to resume", file=sys.stderr)
-        return 130
-    print(
-        f"done: {len(manifest['clips'])} rectified clip(s) in {worker_output_dir(settings)} "
-        f"(intrinsics.json, manifest.json, *_preview.jpg beside them)"
-    )
-    return 0
+        print(
+            f"done: {len(manifest['clips'])} rectified clip(s) in {worker_output_dir(settings)} "
+            f"(intrinsics.json, manifest.json, *_preview.jpg beside them)"
+        )
+        return 0
+
+    return run_main(body)

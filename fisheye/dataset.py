@@ -163,7 +163,8 @@ def _number(value: object, field: str, source: str, integer: bool) -> Any:
     if not ok or value <= 0:  # type: ignore[operator]
         kind = "a positive integer" if integer else "a positive number"
         raise VideoError(f"{source}: sidecar field {field!r} is {value!r}, not {kind}; the shard is corrupt")
-    return int(value) if integer else float(value)  # type: ignore[arg-type]
+    assert isinstance(value, (int, float))
+    return int(value) if integer else float(value)
 
 
 def parse_sidecar(data: bytes, source: str) -> Sidecar:

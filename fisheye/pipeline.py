@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -254,9 +255,11 @@ def run_phase1(settings: Phase1Settings, source: ShardSource, progress: Progress
         if size:
             check_free_space(folder, 2 * size, f"shard {shard}")
         bar = progress.bytes_bar(f"download {shard}", size)
-        tar_path = source.fetch_shard(
-            worker, shard, staging, lambda done_bytes, _total, bar=bar: bar(done_bytes)
-        )
+
+        def on_bytes(done_bytes: int, _total: int, bar: Callable[[int], None] = bar) -> None:
+            bar(done_bytes)
+
+        tar_path = source.fetch_shard(worker, shard, staging, on_bytes)
         clips = extract_clips(tar_path, worker, None if wanted is None else wanted - done, staging)
         if wanted is None:
             manifest["shards"][shard] = sorted(c.index for c in clips)

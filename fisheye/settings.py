@@ -62,7 +62,9 @@ class Phase1Settings:
         metavar="DEG",
     )
     codec: str = setting("h264", "output codec", choices=("h264", "h265"))
-    crf: int = setting(18, "x264/x265 constant rate factor: 0 is lossless, lower is better", low=0, high=51)
+    crf: int = setting(
+        18, "x264/x265 constant rate factor: 0 is lossless, lower is better", low=0, high=51, metavar="N"
+    )
     preset: str = setting("veryfast", "x264/x265 speed preset", choices=PRESETS)
     env_file: Path = setting(Path(".env"), "where to look for HF_KEY or HF_TOKEN", metavar="FILE")
 

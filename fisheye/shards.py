@@ -98,6 +98,8 @@ def extract_clips(
                 if index in done:
                     continue  # a repeated member: the first complete pair wins
                 source = tar.extractfile(member)
+                if source is None:  # member.isfile() was checked: a regular file always has data
+                    continue
                 if kind == "json":
                     if member.size > MAX_SIDECAR_BYTES:
                         raise VideoError(

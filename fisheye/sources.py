@@ -41,6 +41,7 @@ TOKEN_HELP = "set HF_KEY in .env: create a read token at https://huggingface.co/
 TOKEN_NAMES = ("HF_KEY", "HF_TOKEN")  # the project's name (SEED.md), then huggingface_hub's own
 # HubSource downloads under dest_dir/HUB_DOWNLOAD_DIR; release_shard removes it with the last download.
 HUB_DOWNLOAD_DIR = "hub-download"
+OnBytes = Callable[[int, int], None] | None  # progress(bytes_done, bytes_total) while a file downloads
 
 
 class ShardSource(Protocol):
@@ -59,11 +60,7 @@ class ShardSource(Protocol):
         ...
 
     def fetch_shard(
-        self,
-        worker: WorkerRef,
-        shard_name: str,
-        dest_dir: Path,
-        progress: Callable[[int, int], None] | None = None,
+        self, worker: WorkerRef, shard_name: str, dest_dir: Path, progress: OnBytes = None
     ) -> Path:
         """A local path of the shard; progress(bytes_done, bytes_total) while it downloads."""
         ...
@@ -117,11 +114,7 @@ class LocalSource(ShardSource):
         return target
 
     def fetch_shard(
-        self,
-        worker: WorkerRef,
-        shard_name: str,
-        dest_dir: Path,
-        progress: Callable[[int, int], None] | None = None,
+        self, worker: WorkerRef, shard_name: str, dest_dir: Path, progress: OnBytes = None
     ) -> Path:
         path = self._worker_dir(worker) / shard_name
         if not path.is_file():
@@ -244,11 +237,7 @@ class HubSource(ShardSource):
         return target
 
     def fetch_shard(
-        self,
-        worker: WorkerRef,
-        shard_name: str,
-        dest_dir: Path,
-        progress: Callable[[int, int], None] | None = None,
+        self, worker: WorkerRef, shard_name: str, dest_dir: Path, progress: OnBytes = None
     ) -> Path:
         missing = FetchError(
             f"{worker.hub_dir}/{shard_name}: not found in {self.repo_id}; list the worker's shards again"

@@ -13,15 +13,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tests.helpers import CLIP_FPS, CLIP_FRAMES, write_test_clip
 from transformers import VJEPA2VideoProcessor
 
 from egoclean.errors import VideoError
 from egoclean.video import iter_frames
+from tests.helpers import CLIP_FPS, CLIP_FRAMES, write_test_clip
 from VJEPA.embedder import ModelError, load_encoder
 from VJEPA.encode import encode_clip, main
-from VJEPA.settings import EncodeSettings as Settings
 from VJEPA.preprocess import preprocess_frames
+from VJEPA.settings import EncodeSettings as Settings
 
 REPO = Path(__file__).resolve().parents[1]
 WINDOW, STRIDE_S = 8, 0.5  # 15-frame stride on the 30 fps test clip

@@ -16,6 +16,7 @@ import pytest
 
 from egoclean.video import probe
 from fisheye.sample import SampleClip, SampleSpec, write_sample_hub
+from tests.helpers import iou
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = SampleSpec()  # what `bash run.sh` renders

@@ -1,4 +1,5 @@
-"""Tests for fisheye.dataset, fisheye.sources and fisheye.shards: naming, tokens, sidecars, both shard sources, streaming extraction, clip checks.
+"""Tests for fisheye.dataset, .sources and .shards: naming, tokens, sidecars, both shard sources, streaming
+extraction, clip checks.
 
 The Hub is stood in for by tests.fake_hub (a loopback HTTP server over a folder laid out like the dataset),
 read through huggingface_hub's real client. Nothing here reaches the network.
@@ -27,9 +28,9 @@ import pytest
 from egoclean.errors import AuthError, CalibrationError, FetchError, OutputError, VideoError
 from fisheye import shards, sources
 from fisheye.dataset import WorkerRef, parse_clip_selection, parse_sidecar
+from fisheye.sample import SampleClip, SampleSpec, write_sample_hub
 from fisheye.shards import ExtractedClip, extract_clips, verify_clip
 from fisheye.sources import HUB_DOWNLOAD_DIR, HubSource, LocalSource, resolve_token
-from fisheye.sample import SampleClip, SampleSpec, write_sample_hub
 from tests.fake_hub import FakeHub
 
 WORKER = WorkerRef.parse("factory_001/worker_001")

@@ -43,7 +43,9 @@ def fisheye_clip(tmp_path_factory):
 def rectified(fisheye_clip):
     camera = rectified_camera(EGOCENTRIC_10K_CALIBRATION.scaled_to(W, H), W, H)
     out = fisheye_clip.with_name("rectified.mp4")
-    stats = rectify_video(fisheye_clip, out, EGOCENTRIC_10K_CALIBRATION, camera, EncoderSettings("h264", 12, "veryfast"))
+    stats = rectify_video(
+        fisheye_clip, out, EGOCENTRIC_10K_CALIBRATION, camera, EncoderSettings("h264", 12, "veryfast")
+    )
     return out, camera, stats
 
 

@@ -1,0 +1,118 @@
+"""Settings are defined once (egoclean.config): options, defaults, help and checks all come from the field,
+and every bad value is one line naming the option, before anything is downloaded or written."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from egoclean.config import HelpFormatter, add_options, from_args, setting, validate
+from egoclean.errors import SettingError
+from fisheye import cli as fisheye_cli
+from fisheye.settings import Phase1Settings
+from VJEPA.settings import EncodeSettings
+
+
+@dataclass(frozen=True)
+class Toy:
+    stride_s: float = setting(1.0, "seconds between windows", low=0.0, low_open=True)
+    count: int = setting(3, "how many", low=1, high=10)
+    mode: str = setting("a", "which mode", choices=("a", "b"))
+    hfov_deg: float | None = setting(None, "field of view", low=1.0, high=170.0, flag="--hfov")
+    force: bool = setting(False, "redo")
+    out: Path = setting(Path("data"), "where")
+
+
+def parse(*argv: str) -> Toy:
+    parser = argparse.ArgumentParser(formatter_class=HelpFormatter)
+    add_options(parser, Toy)
+    return validate(from_args(Toy, parser.parse_args(list(argv))))
+
+
+def test_defaults_and_types_come_from_the_fields() -> None:
+    assert parse() == Toy()
+    got = parse("--stride-s", "0.5", "--count", "4", "--mode", "b", "--hfov", "90", "--force", "--out", "x")
+    assert got == Toy(stride_s=0.5, count=4, mode="b", hfov_deg=90.0, force=True, out=Path("x"))
+
+
+def test_help_shows_each_default_once() -> None:
+    parser = argparse.ArgumentParser(formatter_class=HelpFormatter)
+    add_options(parser, Toy)
+    text = " ".join(parser.format_help().split())
+    assert "seconds between windows (default: 1.0)" in text
+    assert "how many (default: 3)" in text and "--hfov HFOV_DEG" not in text
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--stride-s", "nan"], "--stride-s nan: must be a finite number"),
+        (["--stride-s", "inf"], "--stride-s inf: must be a finite number"),
+        (["--stride-s", "0"], "--stride-s 0.0: must be > 0"),
+        (["--count", "0"], "--count 0: must be >= 1 and <= 10"),
+        (["--hfov", "0.5"], "--hfov 0.5: must be >= 1 and <= 170"),
+    ],
+)
+def test_bad_values_name_the_option(argv: list[str], message: str) -> None:
+    with pytest.raises(SettingError) as err:
+        parse(*argv)
+    assert str(err.value) == message
+
+
+def test_python_callers_get_the_same_checks() -> None:
+    with pytest.raises(SettingError, match="--crf -5: must be >= 0 and <= 51"):
+        validate(Phase1Settings(crf=-5))
+    with pytest.raises(SettingError, match="--window 7: must be even"):
+        validate(EncodeSettings(window=7))
+    with pytest.raises(SettingError, match="--device bogus: must be auto, cpu, mps, cuda or cuda:N"):
+        validate(EncodeSettings(device="bogus"))
+    validate(EncodeSettings(device="cuda:1"))  # a well-formed name passes; whether it exists is the loader's
+
+
+@pytest.mark.parametrize(
+    ("argv", "option"),
+    [
+        (["--crf", "-5"], "--crf"),
+        (["--crf", "100"], "--crf"),
+        (["--hfov", "200"], "--hfov"),
+        (["--worker", "nobody"], "--worker"),
+        (["--clips", "5-1"], "--clips"),
+    ],
+)
+def test_phase1_bad_setting_fails_before_touching_the_source(
+    argv: list[str], option: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The source folder does not even exist: the setting must be refused first, with one line."""
+    code = fisheye_cli.main(["--source", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out"), *argv])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith(f"error: {option} "), err
+    assert not (tmp_path / "out").exists()
+
+
+def test_unknown_preset_is_refused_by_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        fisheye_cli.main(["--preset", "bogus", "--out", str(tmp_path)])
+    assert exit_.value.code == 2 and "--preset: invalid choice: 'bogus'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "option"),
+    [
+        (["--stride-s", "nan"], "--stride-s"),
+        (["--stride-s", "inf"], "--stride-s"),
+        (["--batch-size", "100000000"], "--batch-size"),
+        (["--device", "bogus"], "--device"),
+        (["--window", "7"], "--window"),
+    ],
+)
+def test_encode_bad_setting_is_one_line(
+    argv: list[str], option: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from VJEPA import encode
+
+    assert encode.main([str(tmp_path), *argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {option} "), err
