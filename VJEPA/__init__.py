@@ -4,6 +4,8 @@
     python VJEPA/analyze.py --help
 
 From Python:
+    VJEPA.phase2      run_phase2(folder, EncodeSettings, StructureParams): embed, then analyse a folder
+    VJEPA.settings    EncodeSettings: every encoding setting, with its default, help and check (no torch)
     VJEPA.windows     window count and start frames (pure)
     VJEPA.preprocess  the V-JEPA 2 video processor as batched torch ops (pure)
     VJEPA.stream      decode once: frames -> batches of whole windows
@@ -11,4 +13,6 @@ From Python:
     VJEPA.encode      encode_clip(video, encoder, settings) -> X_emb.npy, X_ts.npy, X_emb.json
     VJEPA.structure   analyze(emb, ts) -> period, boundaries, repeats, anomalies (pure numpy)
     VJEPA.plots       the diagnostics figure
+    VJEPA.analyze     analyze_clip / analyze_clips_jointly: read embeddings, write JSON and figures
+    VJEPA.synthetic   embedding sequences with known structure, for tests and benchmarks
 """
