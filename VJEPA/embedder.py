@@ -46,7 +46,16 @@ class Encoder:
 def resolve_device(name: str = "auto") -> torch.device:
     """Device for a name: auto = cuda if available, then mps, then cpu; else torch.device(name)."""
     if name != "auto":
-        return torch.device(name)
+        device = torch.device(name)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ModelError(
+                f"--device {name}: no CUDA GPU is visible to PyTorch here; use --device auto or cpu"
+            )
+        if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+            raise ModelError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) here")
+        if device.type == "mps" and not torch.backends.mps.is_available():
+            raise ModelError(f"--device {name}: Apple's MPS is not available here; use --device auto or cpu")
+        return device
     if torch.cuda.is_available():
         return torch.device("cuda")
     if torch.backends.mps.is_available():

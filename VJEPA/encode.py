@@ -35,6 +35,8 @@ from VJEPA.settings import EncodeSettings
 from VJEPA.windows import dropped_tail_frames, span_frames, stride_frames_for, window_count
 
 DEFAULT_INPUT = "data/factory_001"
+# Decoded frames may differ from the container's count by an edit list or a dropped last frame, never more.
+MAX_FRAME_COUNT_GAP = 3
 
 # The facts that decide the numbers in the outputs: a clip is skipped only if its JSON matches them.
 RESUME_KEYS = (
@@ -126,6 +128,11 @@ def encode_clip(
         progress=on_batch,
     )
     n_frames = result.stats.n_frames
+    if info.n_frames and abs(n_frames - info.n_frames) > MAX_FRAME_COUNT_GAP:
+        raise VideoError(
+            f"{video_path}: decoded {n_frames} frames but the container says {info.n_frames}; the file is "
+            "truncated or damaged: rerun phase 1 for this clip (nothing was written)"
+        )
     if len(result.embeddings) == 0:
         raise VideoError(f"{video_path}: {n_frames} frames, shorter than one window of {span} frames")
     facts |= {

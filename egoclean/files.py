@@ -61,7 +61,9 @@ def human_bytes(n_bytes: float) -> str:
 
 def output_error(path: Path, err: OSError, needed_bytes: int | None = None) -> OutputError:
     """The one line for a failed write of `path`: disk full, no permission, or another OS error."""
-    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+    # numpy reports a short write to a full disk as a bare OSError ("N requested and M written")
+    short_write = err.errno is None and "requested and" in str(err)
+    if err.errno in (errno.ENOSPC, errno.EDQUOT) or short_write:
         need = f" (it needs about {human_bytes(needed_bytes)})" if needed_bytes else ""
         return OutputError(
             f"{path}: disk full{need}; free some space or choose another --out folder, then rerun "

@@ -28,6 +28,8 @@ import numpy as np
 
 from egoclean.errors import CalibrationError
 
+MIN_FOCAL_RATIO, MAX_FOCAL_RATIO = 0.1, 10.0  # plausible focal length / image width
+MIN_HFOV_DEG = 1.0
 CALIBRATION_FIELDS = ("image_width", "image_height", "fx", "fy", "cx", "cy", "k1", "k2", "k3", "k4")
 
 
@@ -191,6 +193,19 @@ def parse_calibration(data: object, source: str = "intrinsics.json") -> FisheyeC
         k3=values["k3"],
         k4=values["k4"],
     )
+    # A real lens: the focal length is between a tenth and ten times the image width (an equidistant
+    # fisheye images ~180 deg at f = W / pi, a long telephoto ~6 deg at 10 W), and pixels are near square.
+    for name in ("fx", "fy"):
+        ratio = values[name] / calib.width
+        if not MIN_FOCAL_RATIO <= ratio <= MAX_FOCAL_RATIO:
+            raise CalibrationError(
+                f"{source}: field '{name}' is {values[name]:g} px for a {calib.width} px wide image; a real "
+                f"lens has {MIN_FOCAL_RATIO:g} to {MAX_FOCAL_RATIO:g} times the width: the file is broken"
+            )
+    if not 0.5 <= calib.fx / calib.fy <= 2.0:
+        raise CalibrationError(
+            f"{source}: fx / fy is {calib.fx / calib.fy:.3g}; real pixels are close to square (0.5 to 2)"
+        )
     if not (0 <= calib.cx < calib.width and 0 <= calib.cy < calib.height):
         raise CalibrationError(
             f"{source}: principal point ({calib.cx}, {calib.cy}) lies outside the "
@@ -204,7 +219,9 @@ def parse_calibration(data: object, source: str = "intrinsics.json") -> FisheyeC
     return calib
 
 
-def load_calibration(path: str | Path) -> FisheyeCalibration:
+def load_calibration(path: str | Path, origin: str | None = None) -> FisheyeCalibration:
+    """Read and check a calibration file; errors name `origin` (the file the user can fix) when the file
+    read is a working copy of it."""
     path = Path(path)
     try:
         text = path.read_text()
@@ -217,10 +234,10 @@ def load_calibration(path: str | Path) -> FisheyeCalibration:
         data = json.loads(text)
     except json.JSONDecodeError as err:
         raise CalibrationError(
-            f"{path}: not valid JSON ({err.msg} at line {err.lineno}); "
+            f"{origin or path}: not valid JSON ({err.msg} at line {err.lineno}); "
             "download the worker's intrinsics.json again"
         ) from None
-    return parse_calibration(data, str(path))
+    return parse_calibration(data, origin or str(path))
 
 
 # --- the Kannala-Brandt model in numpy (independent of cv2.fisheye) ---------------------------------------
@@ -328,7 +345,12 @@ def widest_valid_hfov_deg(calib: FisheyeCalibration, width: int, height: int) ->
     maps the rectified frame's outline to a closed curve enclosing the rest.
     """
     edges = _boundary_pixels(width, height)
-    lo, hi = 1.0, 178.0
+    lo, hi = MIN_HFOV_DEG, 178.0
+    if not valid_mask(source_positions(pinhole_for_hfov(width, height, lo), calib, edges), calib).all():
+        raise CalibrationError(
+            f"no rectified view of {width}x{height} fits inside this lens's image, not even {lo:g} deg wide; "
+            "the calibration (fx, fy, cx, cy, k1..k4) is broken"
+        )
     for _ in range(50):
         mid = (lo + hi) / 2
         if valid_mask(source_positions(pinhole_for_hfov(width, height, mid), calib, edges), calib).all():

@@ -23,7 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from egoclean.errors import AuthError, FetchError, VideoError
+from egoclean.errors import AuthError, CalibrationError, FetchError, VideoError
 from egoclean.files import atomic_output, check_free_space, check_writable, write_json
 from egoclean.layout import CAMERA_FILE, MANIFEST_FILE, output_dir, preview_name, rectified_name
 from egoclean.progress import Progress
@@ -36,7 +36,7 @@ from fisheye.camera import (
     rectified_camera,
     source_positions,
 )
-from fisheye.dataset import WorkerRef
+from fisheye.dataset import CALIBRATION_FILE, WorkerRef
 from fisheye.rectify import RectifyStats, rectify_video
 from fisheye.sample import SampleSpec, write_sample_hub
 from fisheye.settings import DEFAULT_CLIPS, DEFAULT_WORKER, Phase1Settings
@@ -47,6 +47,8 @@ MANIFEST_VERSION = 1
 STAGING_DIR = ".staging"  # raw intermediates (shards, extracted clips, Hub cache); deleted when done
 
 
+MAX_INVALID_FRACTION = 0.5  # refuse a rectified view that is more black border than picture
+MAX_NAMES_SHOWN = 5  # an error lists at most this many clip names, then counts the rest
 SAMPLE_DIR = "sample"  # the built-in sample's outputs go to OUT/sample, never mixed with real data
 
 
@@ -226,7 +228,20 @@ def run_phase1(settings: Phase1Settings, source: ShardSource, progress: Progress
     progress = progress or Progress()
     worker = settings.worker_ref
     folder = worker_output_dir(settings)
+    new_folders = [p for p in (folder, *folder.parents) if not p.exists()]
     check_writable(folder)
+    try:
+        return _run_phase1(settings, source, progress, worker, folder)
+    except BaseException:
+        for path in new_folders:  # a run that made nothing leaves no empty folders behind
+            if path.is_dir() and not any(p for p in path.iterdir() if p.name != STAGING_DIR):
+                shutil.rmtree(path, ignore_errors=True)
+        raise
+
+
+def _run_phase1(
+    settings: Phase1Settings, source: ShardSource, progress: Progress, worker: WorkerRef, folder: Path
+) -> dict:
     staging = folder / STAGING_DIR
     manifest_path = folder / MANIFEST_FILE
     manifest = load_manifest(manifest_path, settings, worker)
@@ -239,7 +254,9 @@ def run_phase1(settings: Phase1Settings, source: ShardSource, progress: Progress
         shutil.rmtree(staging, ignore_errors=True)
         return manifest
 
-    calib = load_calibration(source.fetch_intrinsics(worker, staging))
+    calib = load_calibration(
+        source.fetch_intrinsics(worker, staging), source.origin(worker, CALIBRATION_FILE)
+    )
     cameras: dict[tuple[int, int], PinholeCamera] = {}
     shards = source.list_shards(worker)
     progress.log(f"{worker.factory}/{worker.worker}: {len(shards)} shard(s) on {source.describe()}")
@@ -277,13 +294,30 @@ def run_phase1(settings: Phase1Settings, source: ShardSource, progress: Progress
         source.release_shard(tar_path)
     write_json(manifest_path, manifest)
     if wanted is not None and (missing := wanted - found - done):
-        names = ", ".join(worker.clip_name(i) for i in sorted(missing))
+        names = ", ".join(worker.clip_name(i) for i in sorted(missing)[:MAX_NAMES_SHOWN])
+        if len(missing) > MAX_NAMES_SHOWN:
+            names += f" and {len(missing) - MAX_NAMES_SHOWN} more"
         raise FetchError(
             f"clip(s) {names} not found in any of the {len(shards)} shard(s) of "
             f"{worker.factory}/{worker.worker}; check --clips (indices start at 00000)"
         )
     shutil.rmtree(staging, ignore_errors=True)
     return manifest
+
+
+def plausible_camera(
+    calib_at_frame: FisheyeCalibration, size: tuple[int, int], hfov_deg: float | None
+) -> PinholeCamera:
+    """The rectified camera, refused when most of its frame would fall outside the lens (black)."""
+    camera = rectified_camera(calib_at_frame, *size, hfov_deg)
+    invalid = invalid_fraction(camera, calib_at_frame)
+    if invalid > MAX_INVALID_FRACTION:
+        widest = rectified_camera(calib_at_frame, *size).hfov_deg
+        raise CalibrationError(
+            f"--hfov {hfov_deg:g}: {invalid:.0%} of the rectified frame would lie outside the lens and be "
+            f"black; choose a narrower --hfov (the widest with no black pixel is {widest:.1f})"
+        )
+    return camera
 
 
 def process_clip(
@@ -296,12 +330,16 @@ def process_clip(
 ) -> dict:
     """Rectify one extracted clip into `folder`; returns its manifest entry."""
     info = verify_clip(clip)
+    if info.width % 2 or info.height % 2:
+        raise VideoError(
+            f"clip {clip.name}: frames are {info.width}x{info.height}; rectification works on yuv420p, which "
+            "needs even sizes (every Egocentric-10K clip is 1920x1080): the clip is not from the dataset"
+        )
     calib_at_frame = calib.scaled_to(info.width, info.height)
     size = (info.width, info.height)
+    first_size = not cameras
     if size not in cameras:
-        cameras[size] = rectified_camera(calib_at_frame, *size, settings.hfov_deg)
-        if len(cameras) == 1:  # the first frame size seen; a clip of another size records its own camera
-            write_json(folder / CAMERA_FILE, camera_record(calib, calib_at_frame, cameras[size], settings))
+        cameras[size] = plausible_camera(calib_at_frame, size, settings.hfov_deg)
     camera = cameras[size]
     final = folder / rectified_name(clip.index)
     bar = progress.frames_bar(f"rectify {clip.name}", info.n_frames)
@@ -314,6 +352,8 @@ def process_clip(
         with atomic_output(preview) as tmp:
             if not cv2.imwrite(str(tmp), preview_image(*stats.preview_rgb, calib_at_frame, camera)):
                 raise OSError(f"could not write {tmp}")
+    if first_size:  # only once an output follows it; a clip of another size records its own camera
+        write_json(folder / CAMERA_FILE, camera_record(calib, calib_at_frame, camera, settings))
     progress.log(f"{clip.name} -> {final} ({result['frames']} frames, {result['duration_s']:.1f} s)")
     return {
         "source_clip": clip.name,

@@ -55,6 +55,10 @@ class ShardSource(Protocol):
         """The worker's shard file names in part order; FetchError "unknown worker" if it has none."""
         ...
 
+    def origin(self, worker: WorkerRef, name: str) -> str:
+        """Where the worker's file `name` comes from, for messages: a path or a Hub location."""
+        ...
+
     def fetch_intrinsics(self, worker: WorkerRef, dest_dir: Path) -> Path:
         """A local copy of the worker's intrinsics.json, dest_dir/intrinsics.json."""
         ...
@@ -91,6 +95,9 @@ class LocalSource(ShardSource):
                 "check --worker, or that the folder is laid out like the Hub (factory_XXX/workers/worker_XXX)"
             )
         return folder
+
+    def origin(self, worker: WorkerRef, name: str) -> str:
+        return str(self.root / worker.hub_dir / name)
 
     def list_shards(self, worker: WorkerRef) -> list[str]:
         folder = self._worker_dir(worker)
@@ -192,6 +199,9 @@ class HubSource(ShardSource):
         return f"Hugging Face Hub {self.repo_id}{where}"
 
     # -- listing
+
+    def origin(self, worker: WorkerRef, name: str) -> str:
+        return f"{self.repo_id}/{worker.hub_dir}/{name} on the Hub"
 
     def list_shards(self, worker: WorkerRef) -> list[str]:
         return sort_shards(worker, list(self._listing(worker)))
@@ -319,6 +329,11 @@ class HubSource(ShardSource):
         except RevisionNotFoundError as err:
             raise FetchError(f"revision {self.revision!r} of {self.repo_id} not found; use main") from err
         except LocalEntryNotFoundError as err:  # hf_hub_download's "could not reach the Hub, nothing cached"
+            answered = _http_cause(err)  # the Hub did answer, with an error (a 5xx after its retries)
+            if answered is not None and _status(answered) is not None:
+                raise FetchError(
+                    f"{subject}: the Hub answered HTTP {_status(answered)}; it is having trouble: try again"
+                ) from err
             raise _unreachable(hub) from err
         except (
             EntryNotFoundError
@@ -344,6 +359,16 @@ class HubSource(ShardSource):
 
 def _unreachable(hub: str) -> FetchError:
     return FetchError(f"cannot reach the Hub at {hub}: check the network, or use --source DIR")
+
+
+def _http_cause(err: BaseException) -> HfHubHTTPError | None:
+    """The HTTP error behind `err`, if its chain of causes holds one."""
+    seen: BaseException | None = err.__cause__ or err.__context__
+    while seen is not None:
+        if isinstance(seen, HfHubHTTPError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _status(err: HfHubHTTPError) -> int | None:

@@ -58,6 +58,7 @@ class FakeHub:
         self.gated_token = gated_token
         self.page_size = page_size
         self.cut_next_download_after: int | None = None  # drop the connection mid-body once, to test resuming
+        self.fail_downloads_with: int | None = None  # answer every file request with this HTTP status
         self.commit = hashlib.sha1(repo_id.encode()).hexdigest()  # a fixed 40-hex "commit" for X-Repo-Commit
         self.requests: Counter[tuple[str, str]] = Counter()  # (method, path in repo) -> count
         self.bytes_served: Counter[str] = Counter()  # path in repo -> body bytes sent
@@ -236,6 +237,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _resolve(self, revision: str, repo_path: str, send_body: bool) -> None:
         self.hub._count_request(self.command, repo_path)
         if not self._authorised(for_download=True) or not self._known_revision(revision):
+            return
+        if self.hub.fail_downloads_with is not None:
+            self._error(self.hub.fail_downloads_with, "ServerError", "the server is having a bad day")
             return
         path = self.hub._local(repo_path)
         if path is None or not path.is_file():

@@ -207,3 +207,56 @@ def test_missing_input_folder_says_to_run_phase_1(tiny_model_dir, tmp_path, caps
     assert main([str(tmp_path / "factory_001"), "--model", str(tiny_model_dir)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no such folder" in err[0] and "phase 1" in err[0]
+
+
+def test_truncated_clip_is_refused_not_embedded(tmp_path, tiny_model_dir, capsys):
+    """A clip cut short on disk still has a header promising every frame: decoding fewer must fail."""
+    full = write_test_clip(tmp_path / "full.mp4", 120)
+    data = full.read_bytes()
+    moov_first = data.find(b"moov") < data.find(b"mdat")
+    assert moov_first  # faststart: the index survives the cut, so the container keeps claiming 120 frames
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) * 2 // 5])
+    out = tmp_path / "out"
+    assert main([str(cut), "--model", str(tiny_model_dir), "--window", "8", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cut.mp4" in err[0] and "container says 120" in err[0], err
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_cuda_without_a_gpu_is_one_line(test_clip, tiny_model_dir, tmp_path, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    assert main([str(test_clip), "--model", str(tiny_model_dir), "--device", "cuda"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --device cuda: no CUDA GPU"), err
+
+
+def test_ctrl_c_is_one_line_and_exit_130(test_clip, tiny_model_dir, tmp_path, capsys, monkeypatch):
+    from VJEPA import encode
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(encode, "embed_frames", interrupted)
+    code = main([str(test_clip), "--model", str(tiny_model_dir), "--window", "8", "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 130 and "Traceback" not in err and err.strip().startswith("interrupted:")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_full_disk_while_saving_embeddings_says_disk_full(test_clip, encoder, tmp_path):
+    from egoclean.errors import OutputError
+    from VJEPA.encode import write_outputs
+
+    out = tmp_path / "out"
+    out.mkdir()
+    if not Path("/dev/full").exists():
+        pytest.skip("needs /dev/full")
+    emb_path = out / "clip_emb.npy"
+    emb_path.with_name("clip_emb.partial.npy").symlink_to("/dev/full")
+    big = np.zeros((4096, 64), np.float32)  # larger than one buffered write
+    paths = (emb_path, out / "clip_ts.npy", out / "clip_emb.json")
+    with pytest.raises(OutputError, match="disk full"):
+        write_outputs(paths, big, np.arange(4096.0), {})
+    assert not emb_path.exists() and not paths[2].exists()

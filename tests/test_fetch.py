@@ -696,3 +696,14 @@ def test_verify_accepts_nominal_sidecar_values(good_clip: ExtractedClip) -> None
     """A sidecar's nominal 29.97 for 30 fps video, or an upper-case codec name, is not damage."""
     clip = replace(good_clip, sidecar=replace(good_clip.sidecar, fps=29.97, codec="HEVC"))
     assert verify_clip(clip).codec == "hevc"
+
+
+def test_hub_server_error_is_not_called_a_network_problem(hub: FakeHub, tmp_path: Path) -> None:
+    """A 500 after huggingface_hub's retries: the Hub answered, so "check the network" would mislead."""
+    hub.fail_downloads_with = 500
+    try:
+        with pytest.raises(FetchError, match="the Hub answered HTTP 500") as err:
+            HubSource(GOOD, endpoint=hub.url).fetch_intrinsics(WORKER, tmp_path / "out")
+    finally:
+        hub.fail_downloads_with = None
+    assert "network" not in str(err.value)

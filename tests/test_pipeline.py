@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from egoclean.errors import VideoError
 from egoclean.video import probe
 from fisheye import pipeline
 from fisheye.cli import main
@@ -218,6 +219,7 @@ def test_unwritable_output_folder(hub, tmp_path, capsys):
 def test_unknown_worker_and_bad_settings(hub, tmp_path, capsys):
     assert run_cli(hub, tmp_path / "data", "--worker", "factory_009/worker_001") == 2
     assert "factory_009" in one_line_error(capsys)
+    assert not (tmp_path / "data").exists(), "a run that made nothing must leave no empty folders"
     assert run_cli(hub, tmp_path / "data", "--clips", "one,two") == 2
     assert "--clips" in one_line_error(capsys)
     assert run_cli(hub, tmp_path / "data", "--hfov", "200") == 2
@@ -272,3 +274,53 @@ def test_full_disk_mid_encode_is_one_line_and_loses_nothing(hub, tmp_path, capsy
     assert (folder / "rectified_clip_1.mp4").is_file(), "finished outputs are kept"
     assert not (folder / "rectified_clip_2.mp4").exists() and not list(folder.glob("*.partial*"))
     assert (hub / WORKER_DIR / "factory001_worker001_part01.tar").is_file()
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [("fx", 1e300, "'fx'"), ("fx", 1e-300, "'fx'"), ("fy", 1e300, "'fy'"), ("cx", -5.0, "principal point")],
+)
+def test_absurd_calibration_is_refused_and_inputs_kept(hub, tmp_path, capsys, field, value, expected):
+    """A focal length no lens has would give an all-black or flat video with rc 0: refuse it first."""
+    path = hub / WORKER_DIR / "intrinsics.json"
+    path.write_text(json.dumps(json.loads(path.read_text()) | {field: value}))
+    assert run_cli(hub, tmp_path / "data", "--clips", "1") == 2
+    message = one_line_error(capsys)
+    assert expected in message and str(path) in message  # names the file the user can fix, not a copy
+    assert not list((tmp_path / "data").rglob("*.mp4"))
+    assert sorted(p.name for p in (hub / WORKER_DIR).iterdir()) == sorted(
+        p.name for p in (hub / WORKER_DIR).iterdir()
+    )
+
+
+def test_field_of_view_that_would_be_mostly_black_is_refused(hub, tmp_path, capsys):
+    assert run_cli(hub, tmp_path / "data", "--clips", "1", "--hfov", "165") == 2
+    message = one_line_error(capsys)
+    assert "--hfov 165" in message and "black" in message and "narrower" in message
+    assert not list((tmp_path / "data").rglob("*.mp4"))
+
+
+def test_failed_clip_leaves_the_good_camera_record_alone(hub, tmp_path, capsys, monkeypatch):
+    """Clip 2 comes from a source of another frame size and fails to rectify: intrinsics.json must still
+    describe the camera that clip 1 follows."""
+    out = tmp_path / "data"
+    assert run_cli(hub, out, "--clips", "1") == 0
+    camera = (out / "factory_001" / "intrinsics.json").read_text()
+    other = tmp_path / "other-hub"
+    write_sample_hub(other, SampleSpec(width=96, height=54, clips=(SampleClip(2, 0.5),), preset="ultrafast"))
+
+    def broken(*args, **kwargs):
+        raise VideoError("clip 2: the encoder gave up (injected)")
+
+    monkeypatch.setattr(pipeline, "rectify_video", broken)
+    capsys.readouterr()
+    assert run_cli(other, out, "--clips", "2") == 2
+    assert "injected" in one_line_error(capsys)
+    assert (out / "factory_001" / "intrinsics.json").read_text() == camera
+    assert not (out / "factory_001" / "rectified_clip_2.mp4").exists()
+
+
+def test_many_missing_clips_make_one_short_line(hub, tmp_path, capsys):
+    assert run_cli(hub, tmp_path / "data", "--clips", "0-99999") == 2
+    message = one_line_error(capsys)
+    assert "more not found" in message and len(message) < 400
