@@ -41,6 +41,58 @@ class Encoder:
     hidden_size: int
     device: torch.device
     dtype: torch.dtype
+    sdpa_backend: str  # the attention kernel asked for: cudnn, flash, efficient, or "default" (CPU, MPS)
+    n_tokens_per_window: Callable[[int], int]  # frames per window -> tokens per window and view
+
+
+# Attention is 57% of ViT-L's FLOPs at 8,192 tokens (FACTS.md section 7): the kernel decides throughput.
+# cuDNN's fused attention is the fastest on Hopper, flash on Ampere and Ada; older cards get the
+# memory-efficient kernel. CPU and MPS keep PyTorch's own choice.
+SDPA_BY_ARCH = ((9, "cudnn"), (8, "flash"), (0, "efficient"))
+
+
+def pick_sdpa_backend(device: torch.device) -> str:
+    if device.type != "cuda":
+        return "default"
+    major, _ = torch.cuda.get_device_capability(device)
+    return next(name for min_major, name in SDPA_BY_ARCH if major >= min_major)
+
+
+def sdpa_context(backend: str) -> Any:
+    """A context manager that restricts scaled_dot_product_attention to `backend` (or changes nothing)."""
+    from contextlib import nullcontext
+
+    if backend == "default":
+        return nullcontext()
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    kernel = {
+        "cudnn": SDPBackend.CUDNN_ATTENTION,
+        "flash": SDPBackend.FLASH_ATTENTION,
+        "efficient": SDPBackend.EFFICIENT_ATTENTION,
+    }[backend]
+    return sdpa_kernel([kernel, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH])  # fallbacks, in order
+
+
+# Bytes of activation memory per window token at batch 1, a conservative bound for ViT-L inference: the
+# MLP's 4x-wide hidden state plus the residual stream and attention output, times 2 for allocator slack.
+ACTIVATION_BYTES_PER_TOKEN_PER_DIM = 2 * (4 + 3)
+GPU_MEMORY_MARGIN_BYTES = 2 << 30  # left free for the CUDA context, cuDNN workspaces and the decoder
+MAX_AUTO_BATCH = 64
+
+
+def auto_batch_size(encoder: Encoder, window: int, n_views: int) -> int:
+    """Windows per model call that fit in the GPU's free memory (8 off the GPU, where memory is not the
+    limit and larger batches only add latency)."""
+    if encoder.device.type != "cuda":
+        return 8
+    free_bytes, _ = torch.cuda.mem_get_info(encoder.device)
+    element = torch.finfo(encoder.dtype).bits // 8
+    per_window = (
+        n_views * encoder.n_tokens_per_window(window) * encoder.hidden_size
+        * ACTIVATION_BYTES_PER_TOKEN_PER_DIM * element
+    )  # fmt: skip
+    return max(1, min(MAX_AUTO_BATCH, (free_bytes - GPU_MEMORY_MARGIN_BYTES) // per_window))
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -64,9 +116,12 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
-    """Dtype for a name: auto = float16 on CUDA, float32 elsewhere; else bfloat16, float16 or float32."""
+    """Dtype for a name: auto = bfloat16 on a CUDA GPU that has it (Ampere and newer: fp16's range without
+    its overflow risk, at the same speed), float16 on older GPUs, float32 elsewhere."""
     if name == "auto":
-        return torch.float16 if device.type == "cuda" else torch.float32
+        if device.type != "cuda":
+            return torch.float32
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     if name not in DTYPES:
         raise ModelError(f"dtype {name!r} is not one of {sorted(DTYPES)} or auto")
     return DTYPES[name]
@@ -105,7 +160,7 @@ def load_preprocess_spec(model_id: str, crop_size: int) -> PreprocessSpec:
     )
 
 
-def load_encoder(model_id: str, device: str = "auto", dtype: str = "auto") -> Encoder:
+def load_encoder(model_id: str, device: str = "auto", dtype: str = "auto", compile: bool = False) -> Encoder:
     """Load a V-JEPA 2 checkpoint (Hub id or local folder) with SDPA attention, in eval mode.
 
     Raises ModelError when no weights are reachable, when the checkpoint is not V-JEPA 2, or when its
@@ -137,6 +192,9 @@ def load_encoder(model_id: str, device: str = "auto", dtype: str = "auto") -> En
     except (OSError, ValueError) as err:
         raise ModelError(_how_to_get(model_id)) from err
     model.to(torch_device).eval()
+    if compile:  # one-off compile time for faster steady state; worth it for a whole worker, not a clip
+        model.get_vision_features = torch.compile(model.get_vision_features, dynamic=False)
+    patches_per_frame = (config.crop_size // config.patch_size) ** 2
     return Encoder(
         model=model,
         model_id=model_id,
@@ -146,6 +204,8 @@ def load_encoder(model_id: str, device: str = "auto", dtype: str = "auto") -> En
         hidden_size=config.hidden_size,
         device=torch_device,
         dtype=torch_dtype,
+        sdpa_backend=pick_sdpa_backend(torch_device),
+        n_tokens_per_window=lambda frames: frames // config.tubelet_size * patches_per_frame,
     )
 
 
@@ -159,7 +219,7 @@ def embed_pixels(encoder: Encoder, pixels: torch.Tensor) -> torch.Tensor:
         raise ModelError(
             f"window of {n_frames} frames is not a multiple of the tubelet size {encoder.tubelet_size}"
         )
-    with torch.inference_mode():
+    with torch.inference_mode(), sdpa_context(encoder.sdpa_backend):
         tokens = encoder.model.get_vision_features(pixels.flatten(0, 1))  # [B*V, tokens, D]
         embeddings = tokens.mean(dim=1, dtype=torch.float32).view(n_windows, n_views, -1).mean(dim=1)
     return embeddings.cpu()
@@ -227,6 +287,7 @@ def model_description(encoder: Encoder) -> dict[str, object]:
         "shortest_edge": encoder.spec.shortest_edge,
         "dtype": str(encoder.dtype).removeprefix("torch."),
         "device": str(encoder.device),
+        "sdpa_backend": encoder.sdpa_backend,
     }
 
 

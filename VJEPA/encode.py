@@ -30,7 +30,7 @@ from egoclean.files import save_npy, write_json
 from egoclean.layout import embedding_paths, list_clips
 from egoclean.progress import Progress, terminal_progress
 from egoclean.video import iter_frames, prefetch, probe
-from VJEPA.embedder import Encoder, embed_frames, load_encoder, model_description
+from VJEPA.embedder import Encoder, auto_batch_size, embed_frames, load_encoder, model_description
 from VJEPA.settings import EncodeSettings
 from VJEPA.windows import dropped_tail_frames, span_frames, stride_frames_for, window_count
 
@@ -108,6 +108,8 @@ def encode_clip(
     if info.n_frames and info.n_frames < span:  # the container's count: fail before loading any frame
         raise VideoError(f"{video_path}: {info.n_frames} frames, shorter than one window of {span} frames")
 
+    n_views = 3 if settings.crop == "three" else 1
+    batch_size = settings.batch_size or auto_batch_size(encoder, settings.window, n_views)
     expected_windows = window_count(info.n_frames, settings.window, stride_frames, settings.frame_step)
     done = 0
 
@@ -124,7 +126,7 @@ def encode_clip(
         stride_frames,
         settings.frame_step,
         settings.crop,  # type: ignore[arg-type]
-        settings.batch_size,
+        batch_size,
         progress=on_batch,
     )
     n_frames = result.stats.n_frames
@@ -136,6 +138,7 @@ def encode_clip(
     if len(result.embeddings) == 0:
         raise VideoError(f"{video_path}: {n_frames} frames, shorter than one window of {span} frames")
     facts |= {
+        "batch_size": batch_size,
         "n_frames": n_frames,
         "n_windows": len(result.embeddings),
         "dropped_tail_frames": dropped_tail_frames(
@@ -186,7 +189,7 @@ def encode_clips(
     A clip that fails does not stop the others."""
     progress = progress or Progress()
     if encoder is None:
-        encoder = load_encoder(settings.model, settings.device, settings.dtype)
+        encoder = load_encoder(settings.model, settings.device, settings.dtype, settings.compile)
     kind = "random-init stand-in" if encoder.random_init else "checkpoint"
     progress.log(
         f"model {settings.model} ({kind}) on {encoder.device}, {str(encoder.dtype).removeprefix('torch.')}"

@@ -44,7 +44,14 @@ class EncodeSettings:
     dtype: str = setting(
         "auto", "model dtype; auto = float16 on CUDA, float32 elsewhere", choices=DTYPE_NAMES
     )
-    batch_size: int = setting(8, "windows per model call", low=1, high=MAX_BATCH_WINDOWS, metavar="N")
+    batch_size: int | None = setting(
+        8,
+        "windows per model call; auto (None from Python) = as many as fit in the GPU's free memory",
+        low=1,
+        high=MAX_BATCH_WINDOWS,
+        none_word="auto",
+        metavar="N|auto",
+    )
     window: int = setting(
         64, "frames per window (even)", low=2, high=MAX_WINDOW_FRAMES, metavar="N", check=_even_problem
     )
@@ -62,4 +69,5 @@ class EncodeSettings:
         "center: the processor's centre crop; three: left, centre and right crops, embeddings averaged",
         choices=CROP_MODES,
     )
+    compile: bool = setting(False, "torch.compile the encoder: slower start, faster steady state (GPU)")
     force: bool = setting(False, "recompute even if outputs match the settings")

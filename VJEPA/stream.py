@@ -49,6 +49,47 @@ class StreamStats:
     height: int = 0
 
 
+class _HostToDevice:
+    """Decoded frames to the model's device. On CUDA: pinned host buffers used in turn (two), each copied on
+    a side stream so that the copy of chunk k+1 overlaps the preprocessing and model work on chunk k; the
+    compute stream waits for a copy before it reads it, and a host buffer is refilled only once its last
+    copy has finished. Elsewhere the frames are used in place."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.cuda = device.type == "cuda"
+        self.stream = torch.cuda.Stream(device) if self.cuda else None
+        self.buffers: list[torch.Tensor] = []
+        self.done: dict[int, torch.cuda.Event] = {}  # buffer data_ptr -> its last copy's end
+
+    def host_buffer(self, shape: tuple[int, ...]) -> torch.Tensor:
+        self.buffers = [
+            torch.empty(shape, dtype=torch.uint8, pin_memory=self.cuda) for _ in range(2 if self.cuda else 1)
+        ]
+        return self.buffers[0]
+
+    def send(self, host: torch.Tensor) -> torch.Tensor:
+        if not self.cuda:
+            return host
+        assert self.stream is not None
+        with torch.cuda.stream(self.stream):
+            on_device = host.to(self.device, non_blocking=True)
+            event = torch.cuda.Event()
+            event.record(self.stream)
+        self.done[host.data_ptr()] = event
+        torch.cuda.current_stream(self.device).wait_event(event)
+        on_device.record_stream(torch.cuda.current_stream(self.device))  # freed only after compute used it
+        return on_device
+
+    def next_host_buffer(self, current: torch.Tensor) -> torch.Tensor:
+        if len(self.buffers) == 1:
+            return current
+        following = self.buffers[1] if current.data_ptr() == self.buffers[0].data_ptr() else self.buffers[0]
+        if (event := self.done.get(following.data_ptr())) is not None:
+            event.synchronize()  # its previous copy must be over before the decoder overwrites it
+        return following
+
+
 def iter_window_batches(
     frames: Iterable[Frame],
     spec: PreprocessSpec,
@@ -74,6 +115,7 @@ def iter_window_batches(
     crop = spec.crop_size
     # Buffers are allocated once and reused: fresh multi-MB allocations cost page faults on every call.
     host_chunk: torch.Tensor | None = None  # [chunk, H, W, 3] uint8 decoded frames, pinned for CUDA
+    copier = _HostToDevice(device)
     chunk_indices: list[int] = []
     ring = torch.empty((n_views, span, 3, crop, crop), dtype=dtype, device=device)  # frame i: slot i % span
     ring_times_s = np.zeros(span, dtype=np.float64)
@@ -82,8 +124,11 @@ def iter_window_batches(
     batch_times_s: list[float] = []
 
     def flush_chunk() -> None:
+        nonlocal host_chunk
         assert host_chunk is not None
-        pixels = preprocess_frames(host_chunk[: len(chunk_indices)].to(device), spec, crop_mode, dtype)
+        on_device = copier.send(host_chunk[: len(chunk_indices)])
+        host_chunk = copier.next_host_buffer(host_chunk)
+        pixels = preprocess_frames(on_device, spec, crop_mode, dtype)
         slots = torch.tensor([i % span for i in chunk_indices], device=device)
         ring.index_copy_(1, slots, pixels.transpose(0, 1))
         chunk_indices.clear()
@@ -103,8 +148,7 @@ def iter_window_batches(
             stats.height, stats.width = frame.data.shape[:2]
             # Fail on a frame too small for the crop before decoding the rest of the clip.
             crop_offsets(*resized_size(stats.height, stats.width, spec.shortest_edge), crop, crop_mode)
-            shape = (PREPROCESS_CHUNK_FRAMES, stats.height, stats.width, 3)
-            host_chunk = torch.empty(shape, dtype=torch.uint8, pin_memory=device.type == "cuda")
+            host_chunk = copier.host_buffer((PREPROCESS_CHUNK_FRAMES, stats.height, stats.width, 3))
         if frame.data.shape != host_chunk.shape[1:]:
             raise ValueError(
                 f"frame {frame.index} is {frame.data.shape}, the clip began {host_chunk.shape[1:]}"

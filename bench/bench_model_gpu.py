@@ -12,17 +12,15 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
 import torch
 from transformers import VJEPA2Config, VJEPA2Model
 
+from VJEPA.embedder import pick_sdpa_backend, sdpa_context
 from VJEPA.tiny_model import tiny_config
 
 TFLOP_PER_WINDOW = 11.57  # ViT-L encoder, one 64-frame 256 px window (FACTS.md section 4)
-BATCH_SIZES = (1, 2, 4, 8, 16)
+BATCH_SIZES = (1, 2, 4, 8, 16, 32)
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -44,7 +42,9 @@ def smoke_config() -> VJEPA2Config:
     return tiny_config()
 
 
-def time_batch(model: VJEPA2Model, config: VJEPA2Config, batch_size: int, frames: int, repeats: int) -> dict:
+def time_batch(
+    model: VJEPA2Model, config: VJEPA2Config, batch_size: int, frames: int, repeats: int, backend: str
+) -> dict:
     device = next(model.parameters()).device
     dtype = next(model.parameters()).dtype
     pixels = torch.randn(
@@ -52,7 +52,7 @@ def time_batch(model: VJEPA2Model, config: VJEPA2Config, batch_size: int, frames
     )
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    with torch.inference_mode():
+    with torch.inference_mode(), sdpa_context(backend):
         model.get_vision_features(pixels).mean(dim=1)  # warm-up: kernels chosen, memory allocated
         if device.type == "cuda":
             torch.cuda.synchronize(device)
@@ -79,6 +79,10 @@ def main() -> int:
     parser.add_argument("--dtypes", nargs="+", default=list(DTYPES), choices=list(DTYPES))
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per setting, after one warm-up")
     parser.add_argument("--smoke", action="store_true", help="tiny config on CPU, to check the script runs")
+    parser.add_argument(
+        "--backend", default="auto", choices=("auto", "cudnn", "flash", "efficient", "default"),
+        help="SDPA kernel; auto = what VJEPA/embedder.py picks for this GPU",
+    )  # fmt: skip
     args = parser.parse_args()
 
     if args.smoke:
@@ -91,7 +95,8 @@ def main() -> int:
         )
         return 2
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU (smoke: tiny config)"
-    print(f"{name}, torch {torch.__version__}, SDPA, {frames} frames at {config.crop_size} px\n")
+    backend = pick_sdpa_backend(device) if args.backend == "auto" else args.backend
+    print(f"{name}, torch {torch.__version__}, SDPA {backend}, {frames} frames at {config.crop_size} px\n")
     print("| dtype | batch | windows/s | TFLOP/s | peak memory (GiB) |")
     print("|---|---:|---:|---:|---:|")
     for dtype_name in args.dtypes:
@@ -101,7 +106,7 @@ def main() -> int:
         assert model.config._attn_implementation == "sdpa"
         for batch_size in args.batch_sizes:
             try:
-                row = time_batch(model, config, batch_size, frames, args.repeats)
+                row = time_batch(model, config, batch_size, frames, args.repeats, backend)
             except torch.OutOfMemoryError:
                 print(f"| {dtype_name} | {batch_size} | out of memory | | |")
                 torch.cuda.empty_cache()

@@ -45,6 +45,7 @@ class SettingSpec:
     high_open: bool = False
     metavar: str | None = None
     flag: str | None = None  # the option's name when it is not --field-name (e.g. --hfov for hfov_deg)
+    none_word: str | None = None  # on the command line, this word means None (e.g. "auto")
     cli: bool = True  # False: a library-only setting, not a command-line option
     check: Callable[[Any], str | None] | None = None  # returns what is wrong, or None
 
@@ -60,6 +61,7 @@ def setting(
     high_open: bool = False,
     metavar: str | None = None,
     flag: str | None = None,
+    none_word: str | None = None,
     cli: bool = True,
     check: Callable[[Any], str | None] | None = None,
 ) -> Any:
@@ -73,6 +75,7 @@ def setting(
         high_open=high_open,
         metavar=metavar,
         flag=flag,
+        none_word=none_word,
         cli=cli,
         check=check,
     )
@@ -159,12 +162,14 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
         return super()._get_help_string(action) or ""
 
 
-def _parser_for(base: Any) -> Callable[[str], Any]:
+def _parser_for(base: Any, none_word: str | None = None) -> Callable[[str], Any]:
     if base is Path:
         return Path
     if base in (int, float):
 
         def parse(text: str) -> Any:
+            if none_word is not None and text == none_word:
+                return None
             try:
                 return base(text)
             except ValueError:
@@ -209,7 +214,7 @@ def add_options(
             (item,) = typing.get_args(base)
             kwargs |= {"type": _parser_for(item), "nargs": "+"}
         else:
-            kwargs["type"] = _parser_for(base)
+            kwargs["type"] = _parser_for(base, spec.none_word)
             if spec.choices is not None:
                 kwargs["choices"] = spec.choices
         if spec.metavar or (spec.flag and "action" not in kwargs and "choices" not in kwargs):

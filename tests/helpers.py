@@ -6,6 +6,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 
 from egoclean.video import VideoWriter
@@ -47,3 +48,34 @@ def iou(a: tuple[float, float], b: tuple[float, float]) -> float:
     """Intersection over union of two time spans [start, end)."""
     overlap = max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
     return overlap / (max(a[1], b[1]) - min(a[0], b[0]))
+
+
+def line_centres(gray: np.ndarray, p0: np.ndarray, p1: np.ndarray, half_window: int = 4) -> np.ndarray:
+    """Sub-pixel centres of a dark line near the predicted segment p0-p1: darkness-weighted centroids
+    of profiles taken across it."""
+    direction = (p1 - p0) / np.linalg.norm(p1 - p0)
+    normal = np.array([-direction[1], direction[0]])
+    offsets = np.arange(-half_window, half_window + 1, dtype=np.float32)
+    centres = []
+    for s in np.arange(10, np.linalg.norm(p1 - p0) - 10, 3.0):
+        base = p0 + s * direction
+        pts = base[None, :] + offsets[:, None] * normal[None, :]
+        if not (
+            (pts >= 2).all()
+            and (pts[:, 0] < gray.shape[1] - 2).all()
+            and (pts[:, 1] < gray.shape[0] - 2).all()
+        ):
+            continue
+        profile = cv2.remap(
+            gray, pts[:, 0:1].astype(np.float32), pts[:, 1:2].astype(np.float32), cv2.INTER_LINEAR
+        )[:, 0]
+        darkness = np.clip(np.median(profile) - profile, 0, None)
+        if darkness.sum() < 40:
+            continue  # occluded here
+        centres.append(base + normal * (darkness * offsets).sum() / darkness.sum())
+    return np.array(centres)
+
+
+def fit_line_rms(points: np.ndarray) -> float:
+    centred = points - points.mean(0)
+    return float(np.linalg.svd(centred, compute_uv=False)[-1] / np.sqrt(len(points)))

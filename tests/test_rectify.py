@@ -18,6 +18,7 @@ from fisheye.sample import (
     SampleRenderer,
     moving_boxes,
 )
+from tests.helpers import fit_line_rms, line_centres
 
 W, H, FPS, N_FRAMES = 480, 270, 30, 24
 
@@ -47,37 +48,6 @@ def rectified(fisheye_clip):
         fisheye_clip, out, EGOCENTRIC_10K_CALIBRATION, camera, EncoderSettings("h264", 12, "veryfast")
     )
     return out, camera, stats
-
-
-def line_centres(gray: np.ndarray, p0: np.ndarray, p1: np.ndarray, half_window: int = 4) -> np.ndarray:
-    """Sub-pixel centres of a dark line near the predicted segment p0-p1: darkness-weighted centroids
-    of profiles taken across it."""
-    direction = (p1 - p0) / np.linalg.norm(p1 - p0)
-    normal = np.array([-direction[1], direction[0]])
-    offsets = np.arange(-half_window, half_window + 1, dtype=np.float32)
-    centres = []
-    for s in np.arange(10, np.linalg.norm(p1 - p0) - 10, 3.0):
-        base = p0 + s * direction
-        pts = base[None, :] + offsets[:, None] * normal[None, :]
-        if not (
-            (pts >= 2).all()
-            and (pts[:, 0] < gray.shape[1] - 2).all()
-            and (pts[:, 1] < gray.shape[0] - 2).all()
-        ):
-            continue
-        profile = cv2.remap(
-            gray, pts[:, 0:1].astype(np.float32), pts[:, 1:2].astype(np.float32), cv2.INTER_LINEAR
-        )[:, 0]
-        darkness = np.clip(np.median(profile) - profile, 0, None)
-        if darkness.sum() < 40:
-            continue  # occluded here
-        centres.append(base + normal * (darkness * offsets).sum() / darkness.sum())
-    return np.array(centres)
-
-
-def fit_line_rms(points: np.ndarray) -> float:
-    centred = points - points.mean(0)
-    return float(np.linalg.svd(centred, compute_uv=False)[-1] / np.sqrt(len(points)))
 
 
 def test_straight_3d_lines_are_straight_and_where_intrinsics_put_them(rectified):

@@ -1,0 +1,70 @@
+"""The GPU settings of phase 2, checked on the CPU where they have a CPU meaning, and on CUDA only where a
+GPU is present (those tests skip cleanly here)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from VJEPA.embedder import auto_batch_size, load_encoder, pick_sdpa_backend, resolve_dtype, sdpa_context
+from VJEPA.encode import encode_clip
+from VJEPA.settings import EncodeSettings
+
+HAS_CUDA = torch.cuda.is_available()
+
+
+def test_cpu_keeps_float32_and_the_default_attention():
+    assert resolve_dtype("auto", torch.device("cpu")) is torch.float32
+    assert pick_sdpa_backend(torch.device("cpu")) == "default"
+
+
+def test_auto_batch_off_the_gpu_is_the_plain_default(tiny_model_dir):
+    encoder = load_encoder(str(tiny_model_dir), device="cpu")
+    assert auto_batch_size(encoder, window=4, n_views=1) == 8
+
+
+def test_batch_size_auto_is_recorded_and_gives_the_same_embeddings(tiny_model_dir, test_clip, tmp_path):
+    encoder = load_encoder(str(tiny_model_dir), device="cpu")
+    fixed = encode_clip(test_clip, encoder, EncodeSettings(window=4, batch_size=3), tmp_path / "a")
+    auto = encode_clip(test_clip, encoder, EncodeSettings(window=4, batch_size=None), tmp_path / "b")
+    facts = json.loads(auto.json_path.read_text())
+    assert facts["batch_size"] == 8 and facts["sdpa_backend"] == "default"
+    np.testing.assert_allclose(np.load(fixed.emb_path), np.load(auto.emb_path), atol=1e-5)
+
+
+@pytest.mark.parametrize("backend", ["default", "efficient"])
+def test_sdpa_context_does_not_change_the_result_on_cpu(backend):
+    q = torch.randn(1, 2, 16, 8)
+    with sdpa_context("default"):
+        expected = torch.nn.functional.scaled_dot_product_attention(q, q, q)
+    if backend != "default" and not HAS_CUDA:
+        pytest.skip("the efficient kernel is a CUDA kernel")
+    with sdpa_context(backend):
+        got = torch.nn.functional.scaled_dot_product_attention(q, q, q)
+    torch.testing.assert_close(got, expected)
+
+
+@pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA GPU")
+def test_cuda_encoder_matches_cpu_and_records_its_choices(tiny_model_dir, test_clip, tmp_path):
+    cpu = load_encoder(str(tiny_model_dir), device="cpu")
+    gpu = load_encoder(str(tiny_model_dir), device="cuda", dtype="float32")
+    settings = EncodeSettings(window=4, batch_size=None)
+    a = np.load(encode_clip(test_clip, cpu, settings, tmp_path / "cpu").emb_path)
+    b = np.load(encode_clip(test_clip, gpu, settings, tmp_path / "gpu").emb_path)
+    cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    assert cos.min() > 0.999
+    assert resolve_dtype("auto", torch.device("cuda")) in (torch.bfloat16, torch.float16)
+    assert pick_sdpa_backend(torch.device("cuda")) in ("cudnn", "flash", "efficient")
+
+
+@pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA GPU")
+def test_compiled_encoder_matches_eager(tiny_model_dir, test_clip, tmp_path):
+    eager = load_encoder(str(tiny_model_dir), device="cuda", dtype="float32")
+    compiled = load_encoder(str(tiny_model_dir), device="cuda", dtype="float32", compile=True)
+    settings = EncodeSettings(window=4)
+    a = np.load(encode_clip(test_clip, eager, settings, tmp_path / "eager").emb_path)
+    b = np.load(encode_clip(test_clip, compiled, settings, tmp_path / "compiled").emb_path)
+    np.testing.assert_allclose(a, b, atol=1e-3)
