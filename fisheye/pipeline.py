@@ -257,6 +257,9 @@ def _run_phase1(
     calib = load_calibration(
         source.fetch_intrinsics(worker, staging), source.origin(worker, CALIBRATION_FILE)
     )
+    # The view is checked against the lens at its calibrated size (every dataset clip's size) before any
+    # shard is downloaded: a --hfov that would be mostly black fails in seconds, not after a 1 GB download.
+    plausible_camera(calib, (calib.width, calib.height), settings.hfov_deg)
     cameras: dict[tuple[int, int], PinholeCamera] = {}
     shards = source.list_shards(worker)
     progress.log(f"{worker.factory}/{worker.worker}: {len(shards)} shard(s) on {source.describe()}")

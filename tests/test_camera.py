@@ -149,3 +149,19 @@ def test_unreadable_calibration_files(tmp_path):
         load_calibration(broken)
     with pytest.raises(CalibrationError, match="JSON object"):
         parse_calibration([1, 2, 3])
+
+
+def test_a_lens_with_no_valid_view_is_refused_not_given_a_1_degree_floor() -> None:
+    """fx = 1e300 maps every ray off the axis outside the image: no HFOV is valid, and 1 deg would lie."""
+    from dataclasses import replace
+
+    broken = replace(CALIB, fx=1e300, fy=1e300)
+    with pytest.raises(CalibrationError, match="no rectified view"):
+        widest_valid_hfov_deg(broken, 1920, 1080)
+
+
+@pytest.mark.parametrize(("field", "value"), [("fx", 1e300), ("fx", 1e-300), ("fy", 5.0), ("fx", 3000.0)])
+def test_implausible_focal_lengths_are_refused(field: str, value: float) -> None:
+    data = {**CALIB.to_json(), field: value}
+    with pytest.raises(CalibrationError, match=f"'{field}'|fx / fy"):
+        parse_calibration(data, "intrinsics.json")

@@ -256,6 +256,8 @@ def test_sidecar_ids_are_normalised(factory_id: object, worker_id: object) -> No
         ({"video_index": -1}, "video_index"),
         ({"codec": 265}, "codec"),
         ({"factory_id": None}, "factory_id"),
+        ({"fps": float("nan")}, "fps"),  # json.dumps writes NaN, and json.loads reads it back
+        ({"duration_sec": float("inf")}, "duration_sec"),
     ],
 )
 def test_sidecar_ill_typed_field(change: dict, field: str) -> None:
