@@ -231,9 +231,16 @@ def build_parser() -> argparse.ArgumentParser:
         "written as X_emb.npy (float32 [N, D]), X_ts.npy (window start times, s) and X_emb.json.",
         formatter_class=HelpFormatter,
     )
-    parser.add_argument("inputs", nargs="*", default=[DEFAULT_INPUT], help="clips, or folders of *.mp4 clips")
+    parser.add_argument(
+        "inputs",
+        nargs="*",
+        default=[DEFAULT_INPUT],
+        help=f"clips, or folders of clips (default: {DEFAULT_INPUT})",
+    )
     add_options(parser, EncodeSettings)
-    parser.add_argument("--out", type=Path, default=None, help="output folder (default: beside each clip)")
+    parser.add_argument(
+        "--out", type=Path, default=None, metavar="DIR", help="output folder (default: beside each clip)"
+    )
     return parser
 
 

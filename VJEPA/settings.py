@@ -42,7 +42,9 @@ class EncodeSettings:
         check=_device_problem,
     )
     dtype: str = setting(
-        "auto", "model dtype; auto = float16 on CUDA, float32 elsewhere", choices=DTYPE_NAMES
+        "auto",
+        "model dtype; auto = bfloat16 on GPUs that have it (float16 on older ones), float32 elsewhere",
+        choices=DTYPE_NAMES,
     )
     batch_size: int | None = setting(
         8,

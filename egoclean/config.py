@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import textwrap
 import types
 import typing
 from collections.abc import Callable, Sequence
@@ -155,6 +156,15 @@ def validate(settings: T) -> T:
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
     """Shows each option's default, unless it is None, a flag, or already in the help text; keeps the
     description's line breaks (examples)."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        # Keep the description's own line breaks (tables, examples) but wrap any line that is too long.
+        lines = text.splitlines()
+        return "\n".join(
+            textwrap.fill(line, width, initial_indent=indent, subsequent_indent=indent) if len(line) > width
+            else indent + line
+            for line in lines
+        )  # fmt: skip
 
     def _get_help_string(self, action: argparse.Action) -> str:
         if action.default is None or "default" in (action.help or "") or isinstance(action.default, bool):
