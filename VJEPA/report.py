@@ -48,6 +48,7 @@ ANALYSIS_SUFFIX, JOINT_NAME = "_analysis.json", "joint_analysis.json"
 EMB_SUFFIX, TS_SUFFIX = "_emb.npy", "_ts.npy"
 MAX_SSM = 200  # cells a side of the similarity image in the page
 THUMB_WIDTH = 240  # px; the list shows them at about 160 px, so this stays sharp on a 1.5x screen
+POSTER_WIDTH = 640  # px; the player's still before it plays (about 700 px wide on a laptop)
 ASSETS = Path(__file__).with_name("report_assets")
 
 
@@ -167,10 +168,10 @@ def _scaled(frame: av.VideoFrame, width: int) -> Any:
     return frame.reformat(width=width, height=height, format="rgb24").to_image()
 
 
-def write_thumbnail(video: Path, time_s: float, path: Path) -> bool:
+def write_thumbnail(video: Path, time_s: float, path: Path, width: int = THUMB_WIDTH) -> bool:
     """Write the still at `time_s` to `path` (JPEG, atomically); False when the video cannot give it."""
     try:
-        image = frame_at(video, time_s)
+        image = frame_at(video, time_s, width)
     except (EgoCleanError, av.FFmpegError, OSError):
         return False
     if image is None:
@@ -242,20 +243,31 @@ def clip_data(folder: Path, record: dict[str, Any], thumbs: bool = True) -> dict
             "levels": [round(float(v), 5) for v in levels],
             "b64": base64.b64encode(image.tobytes()).decode("ascii"),
         }
+    duration = _duration_s(record, video, ts)
+
+    def still(filename: str, time_s: float, width: int = THUMB_WIDTH) -> str | None:
+        """URL of a still of the video at time_s, written unless an up-to-date one is there already."""
+        if not thumbs or video is None:
+            return None
+        path = folder / THUMB_DIR / filename
+        fresh = path.is_file() and path.stat().st_mtime_ns >= video.stat().st_mtime_ns
+        if fresh or write_thumbnail(video, time_s, path, width):
+            return f"{THUMB_DIR}/{quote(path.name)}"
+        return None
+
     anomalies = []
     for k, span in enumerate(record.get("anomalies") or []):
-        item = dict(span)
         middle = (float(span["start_s"]) + float(span["end_s"])) / 2
-        # the time is in the name: a rerun with other anomalies never shows a stale still
-        thumb = folder / THUMB_DIR / f"{name}_anomaly_{k}_{round(middle * 1000)}ms.jpg"
-        if thumbs and video is not None and (thumb.is_file() or write_thumbnail(video, middle, thumb)):
-            item["thumb"] = f"{THUMB_DIR}/{quote(thumb.name)}"
-        anomalies.append(item)
+        # the time is in the name: a rerun that finds other anomalies never shows a stale still
+        thumb = still(f"{name}_anomaly_{k}_{round(middle * 1000)}ms.jpg", middle)
+        anomalies.append({**span, **({"thumb": thumb} if thumb else {})})
     keys = ("n_windows", "stride_s", "period_s", "period_confidence", "n_cycles", "boundaries_s")
     data: dict[str, Any] = {
         "name": name,
         "video": relative_url(video, folder) if video is not None else None,
-        "duration_s": _duration_s(record, video, ts),
+        # the player shows this until it plays: with preload="metadata" it would otherwise stay black
+        "poster": still(f"{name}_poster.jpg", 0.1 * duration, POSTER_WIDTH),
+        "duration_s": duration,
         **{k: record.get(k) for k in keys},
         "change_points_s": record.get("change_points_s") or [],
         "repeats": record.get("repeats") or [],

@@ -141,8 +141,8 @@ def test_report_files(worker):
     assert len(clip1["anomalies"]) == 2 and clip1["video"] == "rectified_clip_1.mp4"
     assert clip1["ssm"]["size"] == N1 and "cycles" in clip1 and "cycles" not in data["clips"][1]
     assert data["joint"]["matches"], "the shifted copy of the cycle should match across clips"
-    for anomaly in clip1["anomalies"]:
-        assert (worker / anomaly["thumb"]).read_bytes()[:2] == b"\xff\xd8"  # a JPEG
+    for still in [*(a["thumb"] for a in clip1["anomalies"]), clip1["poster"], data["clips"][1]["poster"]]:
+        assert (worker / still).read_bytes()[:2] == b"\xff\xd8"  # a JPEG
     assert not list(worker.rglob("*.partial*"))
 
 

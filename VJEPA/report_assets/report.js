@@ -182,6 +182,7 @@
     const main = el("div", { class: "clip-main" });
     const side = el("div", { class: "clip-side" });
     clip.video = el("video", { controls: true, preload: "metadata", playsinline: true, "aria-label": "video of " + d.name });
+    if (d.poster) clip.video.poster = d.poster;
     if (d.video) clip.video.src = d.video;
     clip.readout = el("div", { class: "time-readout", "aria-live": "off" });
     for (const type of ["play", "seeking", "timeupdate"]) clip.video.addEventListener(type, () => {
@@ -412,7 +413,7 @@
     clip.cursor = null;
     clip.ssmCaption = el("div", { class: "ssm-caption", text: "rows and columns: time; bright = similar. Click a cell." });
     clip.compare = el("video", { muted: true, preload: "none", playsinline: true, hidden: true, "aria-label": "second moment (column j)" });
-    clip.compareCaption = el("figcaption", { text: "column j appears here" });
+    clip.compareCaption = el("figcaption", { text: "click the matrix: row i plays above, column j shows here" });
     const choose = (i, j, playIt) => {
       clip.cursor = [i, j];
       seekClip(clip, ssm.t[i], { play: playIt });
