@@ -113,8 +113,10 @@
     if (opts.scroll) clip.video.scrollIntoView({ block: "nearest" });
     update(clip);
   }
+  /** One thing plays at a time: the clip about to play pauses the others and the match viewer. */
   function setActive(clip) {
     if (active && active !== clip && active.video && !active.video.paused) active.video.pause();
+    for (const key of ["a", "b"]) if (joint[key] && !joint[key].video.paused) joint[key].video.pause();
     active = clip;
   }
 
@@ -482,7 +484,8 @@
     const ssm = clip.data.ssm, m = ssm.size;
     const w = over.clientWidth, dpr = window.devicePixelRatio || 1;
     if (!w) return;
-    if (over.width !== Math.round(w * dpr)) { over.width = over.height = Math.round(w * dpr); }
+    const side = Math.round(w * dpr); // both: a fresh canvas is 300 x 150, whatever its CSS size
+    if (over.width !== side || over.height !== side) { over.width = side; over.height = side; }
     const ctx = over.getContext("2d");
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
     ctx.clearRect(0, 0, w, w);
