@@ -231,6 +231,25 @@ def test_clicking_a_similarity_cell_seeks_to_its_row(page):
     )
     wait_time(page, VIDEO_1, ssm["t"][row])
     wait_time(page, "#clip-0 figure.compare video", ssm["t"][column])  # time j, beside it
+    # the overlay (play-head cross, chosen cell) covers the whole square, not a default 300 x 150 canvas
+    assert canvas.evaluate("c => c.width === c.height && c.width >= c.clientWidth") is True
+
+
+def test_timeline_arrow_keys_step_between_marks(page):
+    clip = page.data["clips"][0]
+    marks = sorted(
+        {*clip["boundaries_s"], *clip["change_points_s"], *(a["start_s"] for a in clip["anomalies"])}
+        | {r["start_s"] for r in clip["repeats"]}
+    )
+    page.evaluate("document.querySelector('#clip-0 video').pause()")  # earlier clicks played it
+    page.evaluate("window.egocleanReport.seekClip(window.egocleanReport.clips[0], 0.5, {play: false})")
+    page.locator("#clip-0 .timeline svg").focus()
+    page.keyboard.press("ArrowRight")
+    wait_time(page, VIDEO_1, min(t for t in marks if t > 0.75))
+    page.keyboard.press("ArrowRight")
+    wait_time(page, VIDEO_1, sorted(t for t in marks if t > 0.75)[1])
+    page.keyboard.press("ArrowLeft")
+    wait_time(page, VIDEO_1, min(t for t in marks if t > 0.75))
 
 
 def test_timeline_anomaly_click_seeks(page):
