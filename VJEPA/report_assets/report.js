@@ -7,7 +7,7 @@
   const SVGNS = "http://www.w3.org/2000/svg";
   const ROW_H = 18, ROW_GAP = 4, AXIS_H = 18, SNAP_PX = 8;
   const KINDS = ["cycle", "repeat", "change", "anomaly"];
-  const ROW_LABEL = { cycle: "cycle starts", repeat: "repeats", change: "changes", anomaly: "anomalies" };
+  const ROW_LABEL = { cycle: "cycles", repeat: "repeats", change: "changes", anomaly: "anomalies" };
   // viridis at 9 stops: perceptually uniform and readable with colour-vision deficiencies
   const VIRIDIS = [[68, 1, 84], [71, 44, 122], [59, 81, 139], [44, 113, 142], [33, 144, 141],
     [39, 173, 129], [92, 200, 99], [170, 220, 50], [253, 231, 37]];
