@@ -58,7 +58,8 @@ def test_embedded_json_cannot_close_the_script_and_reads_back():
     assert json.loads(text) == data
 
 
-def test_page_escapes_text_and_embeds_data(tmp_path):
+def hostile_folder(tmp_path: Path) -> tuple[Path, dict]:
+    """A folder and a record whose names are HTML, with no video and no embeddings beside them."""
     folder = tmp_path / "factory_<b>\"x&'"
     folder.mkdir()
     record = {
@@ -70,6 +71,11 @@ def test_page_escapes_text_and_embeds_data(tmp_path):
         "change_points_s": [],
         "boundaries_s": [],
     }
+    return folder, record
+
+
+def test_page_escapes_text_and_embeds_data(tmp_path):
+    folder, record = hostile_folder(tmp_path)
     page = report.write_report(folder, [record]).read_text()
     assert "<b>" not in page and "<img src=x" not in page
     assert "factory_&lt;b&gt;&quot;x&amp;&#x27;" in page  # the title, HTML-escaped
@@ -279,3 +285,21 @@ def test_clicking_a_joint_match_seeks_both_spans(page):
     wait_time(page, "#match-a", match["start_a_s"])
     wait_time(page, "#match-b", match["start_b_s"])
     assert page.errors == []
+
+
+def test_hostile_names_stay_text_in_the_browser(browser, tmp_path):
+    folder, record = hostile_folder(tmp_path)
+    record["anomalies"] = [{"start_s": 2.0, "end_s": 5.0, "score": 9.0}]
+    tab = browser.new_page()
+    problems: list[str] = []
+    tab.on("dialog", lambda d: (problems.append("dialog: " + d.message), d.dismiss()))
+    tab.on("pageerror", lambda e: problems.append(str(e)))
+    tab.goto(report.write_report(folder, [record]).as_uri())
+    tab.wait_for_function("document.documentElement.dataset.ready === '1'")
+    tab.wait_for_selector("#clip-0 .clip-body")
+    assert tab.locator("#clip-0 h2").inner_text() == "clip_<img src=x onerror=alert(1)>"
+    assert tab.locator("img[src=x]").count() == 0
+    tab.keyboard.press("n")  # no video to seek: nothing breaks
+    tab.wait_for_timeout(100)
+    tab.close()
+    assert problems == []
