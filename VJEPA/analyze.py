@@ -27,7 +27,7 @@ from egoclean.config import HelpFormatter
 from egoclean.errors import InputError
 from egoclean.files import atomic_output, check_writable, save_npy, write_json
 from egoclean.layout import EMB_SUFFIX, META_SUFFIX, TS_SUFFIX, list_embeddings, stem_of_embedding
-from VJEPA import plots
+from VJEPA import plots, report
 from VJEPA.structure import ClipAnalysis, StructureParams, analyze, analyze_joint
 
 DEFAULT_PATH = "data/factory_001/"
@@ -261,9 +261,12 @@ def analyze_clips_jointly(
     _ensure_dir(common)
     json_path = _save_json(common / "joint_analysis.json", joint_record)
     png_path = _save_png(common / "joint_diagnostics.png", plots.joint_figure(joint, names))
+    clip_records = [{k: v for k, v in r.items() if k not in ("outputs", "summary")} for r in per_clip]
+    report_path = report.write_report(common, clip_records, joint_record)
     for r in per_clip:
         r["outputs"] = {k: str(v) for k, v in r["outputs"].items()}
-    return {**joint_record, "per_clip": per_clip, "outputs": {"json": str(json_path), "png": str(png_path)}}
+    joint_outputs = {"report": str(report_path), "json": str(json_path), "png": str(png_path)}
+    return {**joint_record, "per_clip": per_clip, "outputs": joint_outputs}
 
 
 def _opt_path(value: str | Path | None) -> Path | None:
@@ -315,10 +318,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         for path in emb_paths:  # check every input before writing anything
             load_clip(path)
+        records = []
         for path in emb_paths:
             result = analyze_clip(path, args.out, params)
             print(f"{clip_stem(path)}: {result['n_windows']} windows, {result['summary']}")
             print("  " + "  ".join(result["outputs"].values()))
+            records.append(result)
+        folder = Path(records[0]["outputs"]["json"]).parent
+        if all(Path(r["outputs"]["json"]).parent == folder for r in records):  # one folder: one page
+            print(f"report: {report.write_report(folder, records)}")
         return 0
 
     return run_main(body)

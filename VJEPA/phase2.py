@@ -26,7 +26,7 @@ class Phase2Result:
     encoded: list[EncodeResult]
     failures: list[str]  # one line per clip that could not be embedded
     analysis: dict  # analyze_clips_jointly's result
-    outputs: list[Path]  # the files a person looks at first: figures and JSON
+    outputs: list[Path]  # the files a person looks at first: the report, then figures and JSON
 
 
 def run_phase2(
@@ -47,7 +47,7 @@ def run_phase2(
     emb_paths = [r.emb_path for r in encoded]
     params = params or StructureParams()
     analysis = analyze_clips_jointly(emb_paths, None, params)
-    outputs = []
+    outputs = [Path(analysis["outputs"]["report"])]
     for clip in analysis["per_clip"]:
         outputs += [Path(clip["outputs"]["png"]), Path(clip["outputs"]["json"])]
         progress.log(f"{stem_of_embedding(Path(clip['source']))}: {clip['summary']}")

@@ -27,25 +27,30 @@ import os
 import re
 import sys
 from collections.abc import Sequence
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-if __package__ in (None, ""):  # run as `python VJEPA/report.py`: make the repo root importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import av
 import numpy as np
 
+from egoclean.cli import run_main
+from egoclean.config import HelpFormatter
 from egoclean.errors import EgoCleanError, InputError
 from egoclean.files import atomic_output
-from egoclean.video import iter_frames, probe
+from egoclean.layout import (
+    ANALYSIS_SUFFIX,
+    EMB_SUFFIX,
+    JOINT_ANALYSIS_FILE,
+    REPORT_FILE,
+    TS_SUFFIX,
+    natural_key,
+    stem_of_embedding,
+)
+from egoclean.video import frame_at, probe
 
-REPORT_NAME = "report.html"
+REPORT_NAME = REPORT_FILE
+JOINT_NAME = JOINT_ANALYSIS_FILE
 THUMB_DIR = "report_thumbs"
-ANALYSIS_SUFFIX, JOINT_NAME = "_analysis.json", "joint_analysis.json"
-EMB_SUFFIX, TS_SUFFIX = "_emb.npy", "_ts.npy"
 MAX_SSM = 200  # cells a side of the similarity image in the page
 THUMB_WIDTH = 240  # px; the list shows them at about 160 px, so this stays sharp on a 1.5x screen
 POSTER_WIDTH = 640  # px; the player's still before it plays (about 700 px wide on a laptop)
@@ -56,19 +61,9 @@ ASSETS = Path(__file__).with_name("report_assets")
 # Naming and finding files
 
 
-def natural_key(name: str) -> list[int | str]:
-    """Sort key that orders digit runs by value: rectified_clip_2 before rectified_clip_10.
-
-    re.split with a capture group alternates text and digits (text first), so keys compare type-safely.
-    """
-    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
-
-
 def clip_name(record: dict[str, Any]) -> str:
     """rectified_clip_3 from a record whose `source` is .../rectified_clip_3_emb.npy."""
-    source = Path(str(record.get("source", "clip")))
-    name = source.name
-    return name[: -len(EMB_SUFFIX)] if name.endswith(EMB_SUFFIX) else source.stem
+    return stem_of_embedding(Path(str(record.get("source", "clip"))))
 
 
 def _candidates(folder: Path, record: dict[str, Any], filename: str) -> list[Path]:
@@ -127,57 +122,18 @@ def similarity_image(emb: np.ndarray, max_size: int = MAX_SSM) -> tuple[np.ndarr
     return image, starts, levels
 
 
-def frame_at(video: Path, time_s: float, width: int = THUMB_WIDTH) -> Any:
-    """The first frame at or after `time_s` as a PIL image `width` px wide.
-
-    Seeks to the keyframe before `time_s` and decodes forward from there (one GOP at most), instead of
-    decoding the clip from its start; iter_frames has no seek, so it is only the fallback when the
-    container cannot seek.
-    """
-    try:
-        with av.open(str(video)) as container:
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            time_base = stream.time_base or Fraction(1, 90000)
-            container.seek(int(time_s / time_base), stream=stream, backward=True, any_frame=False)
-            chosen = None
-            for frame in container.decode(stream):
-                chosen = frame
-                if frame.pts is not None and float(frame.pts * time_base) >= time_s - 1e-3:
-                    break
-            if chosen is not None:
-                return _scaled(chosen, width)
-    except av.FFmpegError:
-        pass
-    info = probe(video)
-    height = max(2, round(info.height * width / info.width / 2) * 2)
-    last = None
-    for frame in iter_frames(video, size=(width, height)):
-        last = frame
-        if frame.time_s >= time_s - 1e-3:
-            break
-    if last is None:
-        return None
-    from PIL import Image  # Pillow comes with matplotlib
-
-    return Image.fromarray(last.data)
-
-
-def _scaled(frame: av.VideoFrame, width: int) -> Any:
-    height = max(2, round(frame.height * width / frame.width / 2) * 2)
-    return frame.reformat(width=width, height=height, format="rgb24").to_image()
-
-
 def write_thumbnail(video: Path, time_s: float, path: Path, width: int = THUMB_WIDTH) -> bool:
     """Write the still at `time_s` to `path` (JPEG, atomically); False when the video cannot give it."""
+    from PIL import Image  # Pillow comes with matplotlib
+
     try:
-        image = frame_at(video, time_s, width)
-    except (EgoCleanError, av.FFmpegError, OSError):
+        rgb = frame_at(video, time_s, width)
+    except (EgoCleanError, OSError):
         return False
-    if image is None:
+    if rgb is None:
         return False
     with atomic_output(path) as tmp:
-        image.save(tmp, format="JPEG", quality=82)
+        Image.fromarray(rgb).save(tmp, format="JPEG", quality=82)
     return True
 
 
@@ -375,7 +331,7 @@ def read_folder(folder: Path) -> tuple[list[dict[str, Any]], dict[str, Any] | No
     if not folder.is_dir():
         raise InputError(f"{folder}: no such folder; give the folder analyze.py wrote to")
     records = []
-    for path in sorted(folder.glob(f"*{ANALYSIS_SUFFIX}")):
+    for path in sorted(folder.glob(f"*{ANALYSIS_SUFFIX}"), key=lambda p: natural_key(p.name)):
         if path.name == JOINT_NAME:
             continue
         records.append(_read_json(path))
@@ -397,20 +353,21 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m VJEPA.report", description="Write FOLDER/report.html from the analysis in FOLDER."
+        prog="python -m VJEPA.report",
+        description="Write FOLDER/report.html from the analysis in FOLDER.",
+        formatter_class=HelpFormatter,
     )
     parser.add_argument(
         "folder", type=Path, help="a folder holding *_analysis.json (and joint_analysis.json)"
     )
     args = parser.parse_args(argv)
-    try:
+
+    def body() -> int:
         records, joint = read_folder(args.folder)
-        path = write_report(args.folder, records, joint)
-    except EgoCleanError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(path)
-    return 0
+        print(write_report(args.folder, records, joint))
+        return 0
+
+    return run_main(body)
 
 
 if __name__ == "__main__":

@@ -18,12 +18,9 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import sys
 import time
 from fractions import Fraction
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 

@@ -9,6 +9,8 @@ beside them. Both phases import these names; neither spells a file name of its o
     OUT/factory_001/rectified_clip_1_ts.npy         phase 2a: [N] window start times, s
     OUT/factory_001/rectified_clip_1_emb.json       phase 2a: the settings and facts behind them
     OUT/factory_001/rectified_clip_1_analysis.json  phase 2b: period, boundaries, repeats, anomalies, ...
+    OUT/factory_001/joint_analysis.json             phase 2b: all clips of the worker together
+    OUT/factory_001/report.html                     phase 2b: the clickable report
     OUT/factory_001/worker_002/...                  the same for another worker of that factory
 
 Clips are ordered by clip index, never as text (rectified_clip_2 before rectified_clip_10): the manifest's
@@ -27,6 +29,8 @@ MANIFEST_FILE = "manifest.json"
 CAMERA_FILE = "intrinsics.json"
 EMB_SUFFIX, TS_SUFFIX, META_SUFFIX = "_emb.npy", "_ts.npy", "_emb.json"
 ANALYSIS_SUFFIX = "_analysis.json"
+JOINT_ANALYSIS_FILE = "joint_analysis.json"
+REPORT_FILE = "report.html"  # phase 2b: the page a person clicks through (VJEPA/report.py)
 DEFAULT_WORKER_DIR = "worker_001"  # the seed's worker writes straight into OUT/factory_XXX
 
 
@@ -59,8 +63,9 @@ def stem_of_embedding(emb_path: Path) -> str:
 
 
 def natural_key(name: str) -> tuple:
-    """Sort key that orders digit runs as numbers: clip_2 < clip_10."""
-    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name))
+    """Sort key that orders digit runs as numbers (clip_2 < clip_10) and ignores case. re.split with a group
+    alternates text and digits, text first, so keys always compare like with like."""
+    return tuple(int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name))
 
 
 def natural_sorted(paths: list[Path]) -> list[Path]:

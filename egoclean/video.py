@@ -296,3 +296,33 @@ def prefetch(items: Iterable[T], depth: int = PREFETCH_FRAMES) -> Generator[T, N
     finally:
         stop.set()
         thread.join()
+
+
+def frame_at(path: str | Path, time_s: float, width: int) -> np.ndarray | None:
+    """RGB uint8 [h, width, 3] of the first frame at or after `time_s` (h keeps the aspect, even), or None.
+
+    Seeks to the keyframe before `time_s` and decodes forward from there (one GOP at most) rather than
+    from the start: a still from minute 19 of a 20-minute clip costs a GOP, not 34,000 frames.
+    """
+    container = _open(Path(path))
+    try:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        time_base = stream.time_base or Fraction(1, 90_000)
+        try:
+            container.seek(int(time_s / time_base), stream=stream, backward=True, any_frame=False)
+        except av.FFmpegError:
+            container.seek(0)  # a container that cannot seek: decode from the start
+        chosen = None
+        for frame in container.decode(stream):
+            chosen = frame
+            if frame.pts is not None and float(frame.pts * time_base) >= time_s - 1e-3:
+                break
+        if chosen is None:
+            return None
+        height = max(2, round(chosen.height * width / chosen.width / 2) * 2)
+        return chosen.reformat(width=width, height=height, format="rgb24").to_ndarray()
+    except av.FFmpegError as err:
+        raise VideoError(f"{path}: cannot decode a frame near {time_s:.1f} s ({err})") from err
+    finally:
+        container.close()

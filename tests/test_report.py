@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import moving_frame, rgb_to_yuv420p
 
 from egoclean.video import VideoWriter
+from tests.helpers import moving_frame, rgb_to_yuv420p
 from VJEPA import analyze as analyze_cli
 from VJEPA import report, synthetic
 
