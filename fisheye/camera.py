@@ -33,14 +33,10 @@ MIN_HFOV_DEG = 1.0
 CALIBRATION_FIELDS = ("image_width", "image_height", "fx", "fy", "cx", "cy", "k1", "k2", "k3", "k4")
 
 
-def intrinsic_matrix(fx: float, fy: float, cx: float, cy: float) -> np.ndarray:
-    """The 3x3 camera matrix K = [[fx, 0, cx], [0, fy, cy], [0, 0, 1]] (pixels)."""
-    return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
-
-
 @dataclass(frozen=True)
-class FisheyeCalibration:
-    """Kannala-Brandt fisheye intrinsics for frames of `width` x `height` pixels."""
+class Intrinsics:
+    """What every camera model here shares: frames of `width` x `height` pixels, focal lengths and
+    principal point in pixels (OpenCV's convention: pixel centres at integers)."""
 
     width: int
     height: int
@@ -48,14 +44,21 @@ class FisheyeCalibration:
     fy: float
     cx: float
     cy: float
+
+    @property
+    def K(self) -> np.ndarray:
+        """The 3x3 camera matrix [[fx, 0, cx], [0, fy, cy], [0, 0, 1]]."""
+        return np.array([[self.fx, 0.0, self.cx], [0.0, self.fy, self.cy], [0.0, 0.0, 1.0]])
+
+
+@dataclass(frozen=True)
+class FisheyeCalibration(Intrinsics):
+    """Kannala-Brandt fisheye intrinsics: the shared ones plus the distortion k1..k4."""
+
     k1: float
     k2: float
     k3: float
     k4: float
-
-    @property
-    def K(self) -> np.ndarray:
-        return intrinsic_matrix(self.fx, self.fy, self.cx, self.cy)
 
     @property
     def D(self) -> np.ndarray:
@@ -95,15 +98,8 @@ class FisheyeCalibration:
 
 
 @dataclass(frozen=True)
-class PinholeCamera:
-    """An ideal pinhole camera (no distortion) for frames of `width` x `height` pixels."""
-
-    width: int
-    height: int
-    fx: float
-    fy: float
-    cx: float
-    cy: float
+class PinholeCamera(Intrinsics):
+    """An ideal pinhole camera (no distortion)."""
 
     @property
     def hfov_deg(self) -> float:
@@ -117,10 +113,6 @@ class PinholeCamera:
         return math.degrees(
             math.atan((self.cy + 0.5) / self.fy) + math.atan((self.height - 0.5 - self.cy) / self.fy)
         )
-
-    @property
-    def K(self) -> np.ndarray:
-        return intrinsic_matrix(self.fx, self.fy, self.cx, self.cy)
 
     def project(self, points_cam: np.ndarray) -> np.ndarray:
         """[..., 3] points in camera coordinates (z > 0) -> [..., 2] pixel coordinates."""

@@ -79,3 +79,13 @@ def line_centres(gray: np.ndarray, p0: np.ndarray, p1: np.ndarray, half_window: 
 def fit_line_rms(points: np.ndarray) -> float:
     centred = points - points.mean(0)
     return float(np.linalg.svd(centred, compute_uv=False)[-1] / np.sqrt(len(points)))
+
+
+def visible_line_centres(gray: np.ndarray, camera, lines_3d, min_points: int = 15):
+    """For each known straight 3D line that is visible enough in the rectified `gray` frame: the predicted
+    end points (p0, p1) through the written pinhole `camera` and the detected centres along it."""
+    for a, b in lines_3d:
+        p0, p1 = camera.project(np.array([a, b], dtype=float))
+        centres = line_centres(gray, p0, p1)
+        if len(centres) >= min_points:
+            yield (a, b), p0, p1, centres

@@ -18,7 +18,7 @@ from fisheye.sample import (
     SampleRenderer,
     moving_boxes,
 )
-from tests.helpers import fit_line_rms, line_centres
+from tests.helpers import fit_line_rms, visible_line_centres
 
 W, H, FPS, N_FRAMES = 480, 270, 30, 24
 
@@ -54,13 +54,9 @@ def test_straight_3d_lines_are_straight_and_where_intrinsics_put_them(rectified)
     out, camera, _ = rectified
     frame = next(iter_frames(out, "gray")).data.astype(np.float32)
     checked = 0
-    for a, b in TEST_LINES_3D:
-        p0, p1 = camera.project(np.array([a, b], dtype=float))
-        centres = line_centres(frame, p0, p1)
-        if len(centres) < 15:
-            continue
+    for line, p0, p1, centres in visible_line_centres(frame, camera, TEST_LINES_3D):
         checked += 1
-        assert fit_line_rms(centres) < 0.5, f"line {a}-{b} is not straight"
+        assert fit_line_rms(centres) < 0.5, f"line {line} is not straight"
         # distance of the detected centres from the line the written intrinsics predict
         n = np.array([-(p1 - p0)[1], (p1 - p0)[0]]) / np.linalg.norm(p1 - p0)
         assert np.abs((centres - p0) @ n).mean() < 0.5

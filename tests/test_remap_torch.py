@@ -14,7 +14,7 @@ from fisheye.camera import rectified_camera
 from fisheye.rectify import PlaneRemapper
 from fisheye.remap_torch import TorchPlaneRemapper
 from fisheye.sample import EGOCENTRIC_10K_CALIBRATION, TEST_LINES_3D, SampleRenderer, moving_boxes
-from tests.helpers import fit_line_rms, line_centres
+from tests.helpers import fit_line_rms, visible_line_centres
 
 W, H = 480, 270
 
@@ -49,13 +49,9 @@ def test_torch_remap_output_keeps_straight_lines_straight(frames):
     camera = rectified_camera(calib, W, H)
     luma = TorchPlaneRemapper(calib, camera)(torch.from_numpy(frames[0])).numpy()[:H].astype(np.float32)
     checked = 0
-    for a, b in TEST_LINES_3D:
-        p0, p1 = camera.project(np.array([a, b], dtype=float))
-        centres = line_centres(luma, p0, p1)
-        if len(centres) < 15:
-            continue
+    for line, _, _, centres in visible_line_centres(luma, camera, TEST_LINES_3D):
         checked += 1
-        assert fit_line_rms(centres) < 0.5, f"line {a}-{b} is not straight"
+        assert fit_line_rms(centres) < 0.5, f"line {line} is not straight"
     assert checked >= 5
 
 
