@@ -51,6 +51,7 @@ from egoclean.video import frame_at, probe
 REPORT_NAME = REPORT_FILE
 JOINT_NAME = JOINT_ANALYSIS_FILE
 THUMB_DIR = "report_thumbs"
+RESUME_ONLY_FACTS = ("source_size", "source_mtime_ns")
 MAX_SSM = 200  # cells a side of the similarity image in the page
 THUMB_WIDTH = 240  # px; the list shows them at about 160 px, so this stays sharp on a 1.5x screen
 POSTER_WIDTH = 640  # px; the player's still before it plays (about 700 px wide on a laptop)
@@ -228,7 +229,8 @@ def clip_data(folder: Path, record: dict[str, Any], thumbs: bool = True) -> dict
         "change_points_s": record.get("change_points_s") or [],
         "repeats": record.get("repeats") or [],
         "anomalies": anomalies,
-        "encoder": record.get("encoder") or {},
+        # the facts a person reads; the file's size and mtime only serve encode.py's resume check
+        "encoder": {k: v for k, v in (record.get("encoder") or {}).items() if k not in RESUME_ONLY_FACTS},
         "ssm": ssm,
     }
     for optional in ("cycles", "cycle_duration_s"):  # written by newer analyses only

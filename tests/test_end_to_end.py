@@ -127,6 +127,8 @@ def snapshot(folder: Path, root: Path) -> dict[str, object]:
                 data.pop("source_mtime_ns", None)
                 data.get("encoder", {}).pop("source_mtime_ns", None)
             result[path.name] = data
+        elif path.suffix == ".html":  # the report embeds the records, paths included
+            result[path.name] = path.read_text().replace(str(root), "ROOT")
         elif path.is_file():
             result[path.name] = path.read_bytes()
     return result

@@ -61,7 +61,13 @@ def test_the_shared_core_imports_no_phase() -> None:
 
 def test_every_third_party_import_is_declared() -> None:
     declared = {line.split("=")[0].split(">")[0].split("<")[0].lower() for line in requirement_lines()}
-    import_names = {"cv2": "opencv-python-headless", "av": "av", "dotenv": "python-dotenv", "PIL": "pillow", "yaml": "pyyaml"}
+    import_names = {
+        "cv2": "opencv-python-headless",
+        "av": "av",
+        "dotenv": "python-dotenv",
+        "PIL": "pillow",
+        "yaml": "pyyaml",
+    }
     stdlib = set(sys.stdlib_module_names)
     ours = {"egoclean", "fisheye", "VJEPA", "tests", "__future__"}
     used = set().union(
