@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
             encode = stand_in_model(phase1, encode, progress)
             progress.log(f"phase 2: V-JEPA 2 embeddings ({encode.model}) and temporal structure -> {folder}")
             result = run_phase2(folder, encode, params, progress)
-            progress.log("results:")
+            progress.log("results (open the report in a browser):")
             for path in result.outputs:
                 progress.log(f"  {shown(path)}")
             if result.failures:
