@@ -29,7 +29,7 @@ from egoclean.files import atomic_output, check_free_space, check_writable, remo
 from egoclean.layout import CAMERA_FILE, MANIFEST_FILE, output_dir, preview_name, rectified_name
 from egoclean.locks import LOCKS_DIR, FileLock, new_run_id
 from egoclean.progress import Progress
-from egoclean.records import DONE, is_done, read_record, read_records, record_path, write_record
+from egoclean.records import DONE, RECORDS_DIR, is_done, read_record, read_records, record_path, write_record
 from egoclean.video import durations_agree, probe
 from fisheye.camera import (
     FisheyeCalibration,
@@ -205,8 +205,27 @@ def clip_lock(folder: Path, output_name: str, run_id: str | None = None) -> File
     return FileLock(folder / LOCKS_DIR / f"clip-{Path(output_name).stem}.lock", run_id)
 
 
+def adopt_manifest(folder: Path, settings: Phase1Settings) -> None:
+    """A folder made before per-clip records: turn its manifest's entries (same settings, file in place with
+    the recorded size) into records, so its finished clips are not redone."""
+    if (folder / RECORDS_DIR).is_dir():
+        return
+    try:
+        old = json.loads((folder / MANIFEST_FILE).read_text())
+        if old.get("version") != MANIFEST_VERSION or old.get("settings") != settings.output_affecting():
+            return
+        entries = dict(old["clips"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return
+    for key, entry in entries.items():
+        output = folder / str(entry.get("output"))
+        if output.is_file() and output.stat().st_size == entry.get("size_bytes"):
+            write_record(folder, output.name, DONE, settings.output_affecting(), key=key, entry=entry)
+
+
 def finished_clips(folder: Path, settings: Phase1Settings) -> set[int]:
     """The clip indices whose record says done with these settings and whose output is in place."""
+    adopt_manifest(folder, settings)
     affecting = settings.output_affecting()
     return {
         int(record["key"])

@@ -4,6 +4,7 @@ corrupted, no manifest entry is lost, and no run deletes another run's inputs (i
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -73,3 +74,14 @@ def test_a_run_with_nothing_to_do_leaves_the_others_inputs(hub, tmp_path):
     idle = [start(hub, out, "1") for _ in range(3)]  # each has nothing to do and ends first
     finish(*idle, busy)
     check_folder(out / "factory_001", {1, 2})
+
+
+def test_a_folder_from_before_records_is_not_redone(hub, tmp_path):
+    out = tmp_path / "data"
+    finish(start(hub, out, "1,2"))
+    folder = out / "factory_001"
+    shutil.rmtree(folder / ".records")  # as an older version left it: manifest.json only
+    before = {p.name: p.stat().st_mtime_ns for p in folder.glob("*.mp4")}
+    finish(start(hub, out, "1,2"))
+    assert {p.name: p.stat().st_mtime_ns for p in folder.glob("*.mp4")} == before
+    check_folder(folder, {1, 2})

@@ -86,3 +86,13 @@ def test_analysis_imports_neither_torch_nor_cv2_nor_the_hub_client() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_the_local_engine_never_imports_ray() -> None:
+    """`bash run.sh` and `--engine local` load the scale-out code but never Ray (nor pyarrow)."""
+    code = (
+        "import sys, egoclean.run, egoclean.scale, egoclean.engine;"
+        "print(sorted({'ray', 'pyarrow'} & set(sys.modules)))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
