@@ -39,6 +39,7 @@ from egoclean.records import FAILED, write_record
 from fisheye.camera import load_calibration
 from fisheye.dataset import WorkerRef, parse_sidecar
 from fisheye.pipeline import (
+    WorkerContext,
     finished_clips,
     open_source,
     rectify_stage,
@@ -168,7 +169,7 @@ def rectify_clip(job: Job, row: Row) -> Row:
         sidecar = parse_sidecar(video.with_suffix(".json").read_bytes(), str(video.with_suffix(".json")))
         clip = ExtractedClip(int(row["key"]), row["clip_name"], video, sidecar, row["shard"])
         calib = load_calibration(Path(row["staging"]) / "intrinsics.json")
-        return rectify_stage(clip, calib, {}, settings, folder, Progress(), job.run_id, wait=True)
+        return rectify_stage(clip, WorkerContext(calib, settings, folder, Progress()), job.run_id, wait=True)
 
     try:
         status, attempts = with_retries(rectify, job.scale.max_retries, job.backoff_s)

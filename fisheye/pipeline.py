@@ -18,7 +18,7 @@ import contextlib
 import json
 import shutil
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import cv2
@@ -303,25 +303,29 @@ def remove_staging(staging: Path, lock: FileLock) -> None:
         staging.parent.rmdir()  # only if empty: another run's folder keeps it
 
 
+@dataclass
+class WorkerContext:
+    """What every clip of one worker is rectified with, and the cameras made so far (one per frame size)."""
+
+    calib: FisheyeCalibration
+    settings: Phase1Settings
+    folder: Path
+    progress: Progress
+    cameras: dict[tuple[int, int], PinholeCamera] = field(default_factory=dict)
+
+
 def rectify_stage(
-    clip: ExtractedClip,
-    calib: FisheyeCalibration,
-    cameras: dict,
-    settings: Phase1Settings,
-    folder: Path,
-    progress: Progress,
-    run_id: str | None = None,
-    wait: bool = True,
+    clip: ExtractedClip, ctx: WorkerContext, run_id: str | None = None, wait: bool = True
 ) -> str:
     """Make one clip's outputs and its record, holding the clip's lock. Returns "done", "skipped" (its
     record says another run finished it), or "busy" (another run holds it and `wait` is False)."""
-    name = rectified_name(clip.index)
+    name, folder, settings = rectified_name(clip.index), ctx.folder, ctx.settings
     lock = clip_lock(folder, name, run_id)
     if not lock.try_acquire():
         if not wait:
             return "busy"
         holder = lock.holder() or {}
-        progress.log(f"{clip.name}: run {holder.get('run_id')} is making it; waiting")
+        ctx.progress.log(f"{clip.name}: run {holder.get('run_id')} is making it; waiting")
         lock.acquire()
     try:
         affecting = settings.output_affecting()
@@ -330,7 +334,7 @@ def rectify_stage(
         final = folder / name
         for path in (final, final.with_name(preview_name(name)), record_path(folder, name)):
             remove_partials(path)  # a killed run's leftovers: nobody else writes them while we hold the lock
-        entry = process_clip(clip, calib, cameras, settings, folder, progress)
+        entry = process_clip(clip, ctx)
         write_record(folder, name, DONE, affecting, key=f"{clip.index:05d}", entry=entry, run_id=run_id)
         return "done"
     finally:
@@ -360,8 +364,9 @@ def run_phase1(settings: Phase1Settings, source: ShardSource, progress: Progress
         known_shards: dict = {}
         with contextlib.suppress(OSError, ValueError, AttributeError):
             known_shards = json.loads((folder / MANIFEST_FILE).read_text()).get("shards", {})
-        calib = load_calibration(source.fetch_intrinsics(worker, staging))
-        cameras: dict[tuple[int, int], PinholeCamera] = {}
+        ctx = WorkerContext(
+            load_calibration(source.fetch_intrinsics(worker, staging)), settings, folder, progress
+        )
         shards = source.list_shards(worker)
         progress.log(f"{worker.factory}/{worker.worker}: {len(shards)} shard(s) on {described}")
         found: set[int] = set()
@@ -389,16 +394,14 @@ def run_phase1(settings: Phase1Settings, source: ShardSource, progress: Progress
             for clip in clips:
                 found.add(clip.index)
                 if clip.index not in done:
-                    status = rectify_stage(
-                        clip, calib, cameras, settings, folder, progress, run_id, wait=False
-                    )
+                    status = rectify_stage(clip, ctx, run_id, wait=False)
                     if status == "busy":
                         busy.append(clip)  # another run is making it: come back once the rest is done
                         continue
                     update_manifest(folder, settings, described, new_shards, run_id)
                 finish_clip(clip, done)
             for clip in busy:
-                rectify_stage(clip, calib, cameras, settings, folder, progress, run_id, wait=True)
+                rectify_stage(clip, ctx, run_id, wait=True)
                 finish_clip(clip, done)
             source.release_shard(tar_path)
         manifest = update_manifest(folder, settings, described, new_shards, run_id)
@@ -422,15 +425,15 @@ def finish_clip(clip: ExtractedClip, done: set[int]) -> None:
     clip.video_path.with_suffix(".json").unlink(missing_ok=True)
 
 
-def process_clip(
-    clip: ExtractedClip,
-    calib: FisheyeCalibration,
-    cameras: dict,
-    settings: Phase1Settings,
-    folder: Path,
-    progress: Progress,
-) -> dict:
-    """Rectify one extracted clip into `folder`; returns its manifest entry."""
+def process_clip(clip: ExtractedClip, ctx: WorkerContext) -> dict:
+    """Rectify one extracted clip into the worker's folder; returns its manifest entry."""
+    calib, cameras, settings, folder, progress = (
+        ctx.calib,
+        ctx.cameras,
+        ctx.settings,
+        ctx.folder,
+        ctx.progress,
+    )
     info = verify_clip(clip)
     calib_at_frame = calib.scaled_to(info.width, info.height)
     size = (info.width, info.height)

@@ -79,20 +79,18 @@ def test_every_third_party_import_is_declared() -> None:
     assert missing == set()
 
 
-def test_analysis_imports_neither_torch_nor_cv2_nor_the_hub_client() -> None:
-    code = (
-        "import sys, VJEPA.analyze, VJEPA.structure, VJEPA.plots;"
-        "print(sorted({'torch', 'cv2', 'huggingface_hub', 'transformers'} & set(sys.modules)))"
-    )
+def loaded_by(modules: str, names: set[str]) -> str:
+    """Which of `names` a fresh interpreter has loaded after importing `modules` (a comma list)."""
+    code = f"import sys, {modules}; print(sorted(set({sorted(names)!r}) & set(sys.modules)))"
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
-    assert done.stdout.strip() == "[]"
+    return done.stdout.strip()
+
+
+def test_analysis_imports_neither_torch_nor_cv2_nor_the_hub_client() -> None:
+    heavy = {"torch", "cv2", "huggingface_hub", "transformers"}
+    assert loaded_by("VJEPA.analyze, VJEPA.structure, VJEPA.plots", heavy) == "[]"
 
 
 def test_the_local_engine_never_imports_ray() -> None:
     """`bash run.sh` and `--engine local` load the scale-out code but never Ray (nor pyarrow)."""
-    code = (
-        "import sys, egoclean.run, egoclean.scale, egoclean.engine;"
-        "print(sorted({'ray', 'pyarrow'} & set(sys.modules)))"
-    )
-    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
-    assert done.stdout.strip() == "[]"
+    assert loaded_by("egoclean.run, egoclean.scale, egoclean.engine", {"ray", "pyarrow"}) == "[]"

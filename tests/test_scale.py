@@ -94,6 +94,15 @@ def snapshot(out: Path, with_phase2: bool = True) -> dict[str, object]:
     return result
 
 
+def assert_phase1_like(out: Path, reference: Path) -> None:
+    """Phase 1's outputs and records in `out` equal those of one uninterrupted run; nothing temporary left."""
+    expected, found = snapshot(reference, with_phase2=False), snapshot(out, with_phase2=False)
+    assert sorted(found) == sorted(expected)
+    for name, data in expected.items():
+        assert found[name] == data, f"{name} differs from one uninterrupted run"
+    assert not list(out.rglob("*.partial*")) and not list(out.rglob(".staging"))
+
+
 def strip(data: object) -> object:
     if isinstance(data, dict):
         return {k: strip(v) for k, v in data.items() if k not in VOLATILE}
@@ -210,12 +219,7 @@ def test_a_killed_driver_is_resumed_to_the_same_outputs(hub, local_run, cluster,
     assert result.counts.get("done", 0) + result.counts.get("skipped", 0) <= 6 - len(before) + 2
     after = {r["key"] + r["output"] + str(r["finished_at"]) for f in FOLDERS for r in read_records(out / f)}
     assert before <= after, "clips finished before the kill are not redone"
-    expected = snapshot(local_run[0], with_phase2=False)
-    found = snapshot(out, with_phase2=False)
-    assert sorted(found) == sorted(expected)
-    for name, data in expected.items():
-        assert found[name] == data, f"{name} differs from the uninterrupted run"
-    assert not list(out.rglob("*.partial*")) and not list(out.rglob(".staging"))
+    assert_phase1_like(out, local_run[0])
 
 
 def test_two_drivers_at_once_on_one_folder(hub, local_run, cluster, tmp_path):
@@ -224,9 +228,4 @@ def test_two_drivers_at_once_on_one_folder(hub, local_run, cluster, tmp_path):
     for run in runs:
         output, _ = run.communicate(timeout=180)
         assert run.returncode == 0, output
-    expected = snapshot(local_run[0], with_phase2=False)
-    found = snapshot(out, with_phase2=False)
-    assert sorted(found) == sorted(expected)
-    for name, data in expected.items():
-        assert found[name] == data, f"{name} differs from a single run"
-    assert not list(out.rglob("*.partial*")) and not list(out.rglob(".staging"))
+    assert_phase1_like(out, local_run[0])
