@@ -7,6 +7,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from fisheye.sample import SampleClip, SampleSpec, write_sample_hub
 
 REPO = Path(__file__).resolve().parents[1]
 SPEC = SampleSpec(
-    width=96, height=54, clips=(SampleClip(1, 1.0), SampleClip(2, 1.0)), clips_per_shard=1, preset="ultrafast"
+    width=96, height=54, clips=(SampleClip(1, 5.0), SampleClip(2, 5.0)), clips_per_shard=1, preset="ultrafast"
 )
 
 
@@ -24,6 +25,17 @@ SPEC = SampleSpec(
 def hub(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("hub")
     write_sample_hub(root, SPEC)
+    return root
+
+
+@pytest.fixture(scope="module")
+def long_hub(tmp_path_factory) -> Path:
+    """Clips long enough (about 3 s of work) that runs with nothing to do finish while it is at work."""
+    root = tmp_path_factory.mktemp("long-hub")
+    clips = (SampleClip(1, 1.0), SampleClip(2, 40.0))
+    write_sample_hub(
+        root, SampleSpec(width=384, height=216, clips=clips, clips_per_shard=1, preset="ultrafast")
+    )
     return root
 
 
@@ -46,7 +58,7 @@ def check_folder(folder: Path, clips: set[int]) -> None:
     for entry in manifest["clips"].values():
         path = folder / entry["output"]
         assert path.stat().st_size == entry["size_bytes"]
-        assert probe(path).n_frames == entry["frames"] == 30
+        assert probe(path).n_frames == entry["frames"] == 150
     assert not list(folder.rglob("*.partial*"))
     assert not (folder / ".staging").exists()
 
@@ -67,13 +79,22 @@ def test_two_runs_of_different_clips_at_once_lose_no_entry(hub, tmp_path, attemp
     check_folder(out / "factory_001", {1, 2})
 
 
-def test_a_run_with_nothing_to_do_leaves_the_others_inputs(hub, tmp_path):
+def test_a_run_with_nothing_to_do_leaves_the_others_inputs(long_hub, tmp_path):
+    hub = long_hub
     out = tmp_path / "data"
     finish(start(hub, out, "1"))
+    staging = out / "factory_001/.staging"
     busy = start(hub, out, "1,2")
-    idle = [start(hub, out, "1") for _ in range(3)]  # each has nothing to do and ends first
-    finish(*idle, busy)
-    check_folder(out / "factory_001", {1, 2})
+    deadline = time.monotonic() + 60
+    while not any(staging.glob("*/intrinsics.json")) and busy.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    finish(*[start(hub, out, "1") for _ in range(3)])  # each has nothing to do
+    if busy.poll() is None:  # the busy run is still at work: its staging folder must still be there
+        assert list(staging.glob("*/intrinsics.json")), "a run with nothing to do deleted another's inputs"
+    finish(busy)  # and it ends well (the old code: "clip ... does not exist", its inputs deleted)
+    manifest = json.loads((out / "factory_001/manifest.json").read_text())
+    assert sorted(manifest["clips"]) == ["00001", "00002"]
+    assert not staging.exists()
 
 
 def test_a_folder_from_before_records_is_not_redone(hub, tmp_path):
