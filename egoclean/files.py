@@ -1,8 +1,10 @@
 """Writing outputs safely: under a temporary name in the same folder, renamed into place when complete.
 
 An interrupted run therefore never leaves a half-written file under a final name, and a rerun can trust
-every final file it finds. Temporary files are `NAME.partial.EXT` (the extension kept so that tools which
-pick a format by extension, such as FFmpeg's muxers, still work).
+every final file it finds. Temporary files are `NAME.partial-PID-RANDOM.EXT`: unique to the writer, so
+two runs writing the same output never write into one file (the last rename wins, and each renamed file is
+complete); the extension is kept so that tools which pick a format by extension, such as FFmpeg's muxers,
+still work.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import errno
 import json
 import os
 import shutil
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,12 +26,20 @@ PARTIAL_TAG = ".partial"
 
 
 def partial_path(final: Path) -> Path:
-    """rectified_clip_1.mp4 -> rectified_clip_1.partial.mp4"""
-    return final.with_name(final.stem + PARTIAL_TAG + final.suffix)
+    """rectified_clip_1.mp4 -> rectified_clip_1.partial-4242-1a2b3c4d.mp4 (a new name on every call)"""
+    return final.with_name(f"{final.stem}{PARTIAL_TAG}-{os.getpid()}-{uuid.uuid4().hex[:8]}{final.suffix}")
 
 
 def is_partial(path: Path) -> bool:
     return PARTIAL_TAG in path.name
+
+
+def remove_partials(final: Path) -> None:
+    """Delete every temporary file of `final` left by a killed writer. Call it only while holding the lock
+    that guards `final` (egoclean.locks): then no live writer can own one."""
+    final = Path(final)
+    for leftover in final.parent.glob(f"{final.stem}{PARTIAL_TAG}*{final.suffix}"):
+        leftover.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager

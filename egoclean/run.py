@@ -16,6 +16,8 @@ from pathlib import Path
 
 from egoclean.cli import EXIT_ERROR, run_main
 from egoclean.config import HelpFormatter, add_options, from_args, validate
+from egoclean.engine import ScaleSettings
+from egoclean.errors import SettingError
 from egoclean.progress import Progress, terminal_progress
 from fisheye.pipeline import choose_data, open_source, run_phase1, worker_output_dir
 from fisheye.settings import Phase1Settings
@@ -55,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_options(parser.add_argument_group("phase 1 options (fetch and rectify)"), Phase1Settings)
     add_options(parser.add_argument_group("phase 2 options (V-JEPA 2 embeddings)"), EncodeSettings)
     add_options(parser.add_argument_group("phase 2 analysis options"), StructureParams)
+    add_options(parser.add_argument_group("scale-out options (docs/SCALE.md)"), ScaleSettings)
     return parser
 
 
@@ -78,6 +81,27 @@ def stand_in_model(phase1: Phase1Settings, encode: EncodeSettings, progress: Pro
     return replace(encode, model=model)
 
 
+def run_scaled(
+    command: str,
+    phase1: Phase1Settings,
+    encode: EncodeSettings,
+    params: StructureParams,
+    scale: ScaleSettings,
+    progress: Progress,
+) -> int:
+    """Phase 1 (and 2 with `all`) for every selected worker on the chosen engine (egoclean.scale)."""
+    from egoclean.scale import run_scale  # Ray only when --engine ray
+
+    if command == "2":
+        raise SettingError(
+            "--engine ray and --workers run phase 1 (command 1) or both phases (all); for phase 2 of one "
+            "folder run `bash run.sh 2` without them"
+        )
+    embed = stand_in_model(phase1, encode, progress) if command == "all" else None
+    result = run_scale(phase1, scale, embed, params, progress)
+    return EXIT_ERROR if result.failures else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
@@ -87,8 +111,11 @@ def main(argv: list[str] | None = None) -> int:
         phase1 = validate(from_args(Phase1Settings, args))
         encode = validate(from_args(EncodeSettings, args))
         params = validate(from_args(StructureParams, args))
+        scale = validate(from_args(ScaleSettings, args))
         phase1 = choose_data(phase1, progress)
         command = args.command if args.command != "auto" else ("all" if phase1.sample else "1")
+        if scale.engine != "local" or scale.workers is not None:
+            return run_scaled(command, phase1, encode, params, scale, progress)
         folder = worker_output_dir(phase1)
         if command in ("1", "all"):
             progress.log(f"phase 1: fetch and rectify -> {folder}")

@@ -14,19 +14,22 @@ manifest.json; other workers of the factory in a subfolder so they never overwri
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from egoclean.errors import AuthError, CalibrationError, FetchError, VideoError
-from egoclean.files import atomic_output, check_free_space, check_writable, write_json
+from egoclean.errors import AuthError, CalibrationError, FetchError, OutputError, VideoError
+from egoclean.files import atomic_output, check_free_space, check_writable, remove_partials, write_json
 from egoclean.layout import CAMERA_FILE, MANIFEST_FILE, output_dir, preview_name, rectified_name
+from egoclean.locks import LOCKS_DIR, FileLock, new_run_id
 from egoclean.progress import Progress
+from egoclean.records import DONE, RECORDS_DIR, is_done, read_record, read_records, record_path, write_record
 from egoclean.video import durations_agree, probe
 from fisheye.camera import (
     FisheyeCalibration,
@@ -36,7 +39,7 @@ from fisheye.camera import (
     rectified_camera,
     source_positions,
 )
-from fisheye.dataset import CALIBRATION_FILE, WorkerRef
+from fisheye.dataset import CALIBRATION_FILE
 from fisheye.rectify import RectifyStats, rectify_video
 from fisheye.sample import SampleSpec, write_sample_hub
 from fisheye.settings import DEFAULT_CLIPS, DEFAULT_WORKER, Phase1Settings
@@ -196,116 +199,250 @@ def verify_output(path: Path, stats: RectifyStats, camera: PinholeCamera) -> dic
     }
 
 
-def load_manifest(path: Path, settings: Phase1Settings, worker: WorkerRef) -> dict:
-    """The previous run's manifest if it used the same output-affecting settings, else a fresh one."""
-    fresh = {
-        "version": MANIFEST_VERSION,
-        "worker": f"{worker.factory}/{worker.worker}",
-        "settings": settings.output_affecting(),
-        "clips": {},
-        "shards": {},
-    }
-    if not path.is_file():
-        return fresh
+def manifest_lock(folder: Path, run_id: str | None = None) -> FileLock:
+    return FileLock(folder / LOCKS_DIR / "manifest.lock", run_id)
+
+
+def clip_lock(folder: Path, output_name: str, run_id: str | None = None) -> FileLock:
+    """Held while one run makes one clip's outputs: two runs never make the same clip at once."""
+    return FileLock(folder / LOCKS_DIR / f"clip-{Path(output_name).stem}.lock", run_id)
+
+
+def adopt_manifest(folder: Path, settings: Phase1Settings) -> None:
+    """A folder made before per-clip records: turn its manifest's entries (same settings, file in place with
+    the recorded size) into records, so its finished clips are not redone."""
+    if (folder / RECORDS_DIR).is_dir():
+        return
     try:
-        old = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return fresh  # a damaged manifest only costs redoing the work
-    if old.get("version") != MANIFEST_VERSION or old.get("settings") != fresh["settings"]:
-        return fresh
-    return old
+        old = json.loads((folder / MANIFEST_FILE).read_text())
+        if old.get("version") != MANIFEST_VERSION or old.get("settings") != settings.output_affecting():
+            return
+        entries = dict(old["clips"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return
+    for key, entry in entries.items():
+        output = folder / str(entry.get("output"))
+        if output.is_file() and output.stat().st_size == entry.get("size_bytes"):
+            write_record(folder, output.name, DONE, settings.output_affecting(), key=key, entry=entry)
 
 
-def finished(entry: dict | None, folder: Path) -> bool:
-    if not entry:
-        return False
-    output = folder / entry["output"]
-    return output.is_file() and output.stat().st_size == entry["size_bytes"]
+def finished_clips(folder: Path, settings: Phase1Settings) -> set[int]:
+    """The clip indices whose record says done with these settings and whose output is in place."""
+    adopt_manifest(folder, settings)
+    affecting = settings.output_affecting()
+    return {
+        int(record["key"])
+        for record in read_records(folder)
+        if record.get("key") is not None and is_done(record, folder, affecting)
+    }
+
+
+def update_manifest(
+    folder: Path,
+    settings: Phase1Settings,
+    source_description: str,
+    shards: dict[str, list[int]] | None = None,
+    run_id: str | None = None,
+) -> dict:
+    """Rewrite manifest.json from the clip records, under the folder's manifest lock; returns it.
+
+    The manifest lists every clip whose record is done with these settings (the format phase 2 reads,
+    egoclean.layout.manifest_clips). `shards` (a shard's full clip list, known after an "all" run) is merged
+    with what the manifest already knew, so no run's knowledge is lost.
+    """
+    worker = settings.worker_ref
+    affecting = settings.output_affecting()
+    path = folder / MANIFEST_FILE
+    with manifest_lock(folder, run_id):
+        remove_partials(path)
+        try:
+            old = json.loads(path.read_text())
+            known = dict(old.get("shards", {})) if old.get("version") == MANIFEST_VERSION else {}
+        except (OSError, ValueError, AttributeError):
+            known = {}  # a damaged manifest only costs the shard lists
+        known |= shards or {}
+        clips = {
+            record["key"]: record["entry"]
+            for record in sorted(read_records(folder), key=lambda r: str(r.get("key")))
+            if record.get("key") is not None and is_done(record, folder, affecting)
+        }
+        manifest = {
+            "version": MANIFEST_VERSION,
+            "worker": f"{worker.factory}/{worker.worker}",
+            "settings": affecting,
+            "clips": clips,
+            "shards": known,
+            "source": source_description,
+        }
+        write_json(path, manifest)
+    return manifest
+
+
+def run_staging(folder: Path, run_id: str) -> tuple[Path, FileLock]:
+    """This run's own staging folder, .staging/RUN_ID, and the lock that marks it in use.
+
+    Staging folders of runs that are gone (their lock is free: a crash or a kill) are removed first; a live
+    run's folder is never touched."""
+    root = folder / STAGING_DIR
+    if root.is_dir():
+        for lock_path in root.glob("*.lock"):
+            other = FileLock(lock_path)
+            if other.try_acquire():  # its owner is gone
+                shutil.rmtree(root / lock_path.stem, ignore_errors=True)
+                lock_path.unlink(missing_ok=True)
+                other.release()
+    lock = FileLock(root / f"{run_id}.lock", run_id)
+    if not lock.try_acquire():  # a new run id is unique: this cannot be held by anyone
+        raise OutputError(f"{lock.path}: held by another run ({lock.holder()})")
+    return root / run_id, lock
+
+
+def remove_staging(staging: Path, lock: FileLock) -> None:
+    """Delete this run's staging folder (and .staging itself once no other run uses it)."""
+    shutil.rmtree(staging, ignore_errors=True)
+    lock.path.unlink(missing_ok=True)
+    lock.release()
+    with contextlib.suppress(OSError):
+        staging.parent.rmdir()  # only if empty: another run's folder keeps it
+
+
+@dataclass
+class WorkerContext:
+    """What every clip of one worker is rectified with, and the cameras made so far (one per frame size)."""
+
+    calib: FisheyeCalibration
+    settings: Phase1Settings
+    folder: Path
+    progress: Progress
+    cameras: dict[tuple[int, int], PinholeCamera] = field(default_factory=dict)
+
+
+def rectify_stage(
+    clip: ExtractedClip, ctx: WorkerContext, run_id: str | None = None, wait: bool = True
+) -> str:
+    """Make one clip's outputs and its record, holding the clip's lock. Returns "done", "skipped" (its
+    record says another run finished it), or "busy" (another run holds it and `wait` is False)."""
+    name, folder, settings = rectified_name(clip.index), ctx.folder, ctx.settings
+    lock = clip_lock(folder, name, run_id)
+    if not lock.try_acquire():
+        if not wait:
+            return "busy"
+        holder = lock.holder() or {}
+        ctx.progress.log(f"{clip.name}: run {holder.get('run_id')} is making it; waiting")
+        lock.acquire()
+    try:
+        affecting = settings.output_affecting()
+        if is_done(read_record(folder, name), folder, affecting):
+            return "skipped"
+        final = folder / name
+        for path in (final, final.with_name(preview_name(name)), record_path(folder, name)):
+            remove_partials(path)  # a killed run's leftovers: nobody else writes them while we hold the lock
+        entry = process_clip(clip, ctx)
+        write_record(folder, name, DONE, affecting, key=f"{clip.index:05d}", entry=entry, run_id=run_id)
+        return "done"
+    finally:
+        lock.release()
 
 
 def run_phase1(settings: Phase1Settings, source: ShardSource, progress: Progress | None = None) -> dict:
-    """Fetch, rectify and clean up one worker's clips; returns the manifest (also saved as manifest.json)."""
+    """Fetch, rectify and clean up one worker's clips; returns the manifest (also saved as manifest.json).
+
+    Safe to run twice at once on one folder: each run stages in its own folder, each clip is made under
+    its own lock (a run finding a clip taken waits for it rather than redoing it), and the manifest is
+    derived from the per-clip records under a lock."""
     progress = progress or Progress()
-    worker = settings.worker_ref
     folder = worker_output_dir(settings)
     new_folders = [p for p in (folder, *folder.parents) if not p.exists()]
     check_writable(folder)
     try:
-        return _run_phase1(settings, source, progress, worker, folder)
+        return _run_phase1(settings, source, progress, folder)
     except BaseException:
         for path in new_folders:  # a run that made nothing leaves no empty folders behind
-            if path.is_dir() and not any(p for p in path.iterdir() if p.name != STAGING_DIR):
+            if path.is_dir() and not any(path.rglob("*.mp4")) and not any(path.rglob("*.json")):
                 shutil.rmtree(path, ignore_errors=True)
         raise
 
 
-def _run_phase1(
-    settings: Phase1Settings, source: ShardSource, progress: Progress, worker: WorkerRef, folder: Path
-) -> dict:
-    staging = folder / STAGING_DIR
-    manifest_path = folder / MANIFEST_FILE
-    manifest = load_manifest(manifest_path, settings, worker)
-    manifest["source"] = source.describe()
-
-    done = {int(k) for k, entry in manifest["clips"].items() if finished(entry, folder)}
+def _run_phase1(settings: Phase1Settings, source: ShardSource, progress: Progress, folder: Path) -> dict:
+    worker = settings.worker_ref
+    run_id = new_run_id()
+    described = source.describe()
+    done = finished_clips(folder, settings)
     wanted = None if settings.clip_indices is None else set(settings.clip_indices)
     if wanted is not None and wanted <= done:
         progress.log(f"all {len(wanted)} clip(s) already rectified in {folder}; nothing to do")
-        shutil.rmtree(staging, ignore_errors=True)
-        return manifest
+        return update_manifest(folder, settings, described, run_id=run_id)
 
-    calib = load_calibration(
-        source.fetch_intrinsics(worker, staging), source.origin(worker, CALIBRATION_FILE)
-    )
-    # The view is checked against the lens at its calibrated size (every dataset clip's size) before any
-    # shard is downloaded: a --hfov that would be mostly black fails in seconds, not after a 1 GB download.
-    plausible_camera(calib, (calib.width, calib.height), settings.hfov_deg)
-    cameras: dict[tuple[int, int], PinholeCamera] = {}
-    shards = source.list_shards(worker)
-    progress.log(f"{worker.factory}/{worker.worker}: {len(shards)} shard(s) on {source.describe()}")
-    found: set[int] = set()
-    for shard in shards:
-        if wanted is not None and wanted <= found | done:
-            break  # every wanted clip is accounted for: later shards are not downloaded
-        recorded = manifest["shards"].get(shard)  # a shard's full clip list, known after an "all" run
-        if wanted is None and recorded is not None and set(recorded) <= done:
-            found |= set(recorded)
-            continue  # every clip of this shard is finished: no need to download it again
-        size = source.shard_size(worker, shard)
-        if size:
-            check_free_space(folder, 2 * size, f"shard {shard}")
-        bar = progress.bytes_bar(f"download {shard}", size)
-
-        def on_bytes(done_bytes: int, _total: int, bar: Callable[[int], None] = bar) -> None:
-            bar(done_bytes)
-
-        tar_path = source.fetch_shard(worker, shard, staging, on_bytes)
-        clips = extract_clips(tar_path, worker, None if wanted is None else wanted - done, staging)
-        if wanted is None:
-            manifest["shards"][shard] = sorted(c.index for c in clips)
-        for clip in clips:
-            found.add(clip.index)
-            if clip.index in done:
-                clip.video_path.unlink(missing_ok=True)
-                continue
-            entry = process_clip(clip, calib, cameras, settings, folder, progress)
-            manifest["clips"][f"{clip.index:05d}"] = entry
-            write_json(manifest_path, manifest)
-            done.add(clip.index)
-            clip.video_path.unlink(missing_ok=True)  # raw input: its output is verified and in place
-            clip.video_path.with_suffix(".json").unlink(missing_ok=True)
-        source.release_shard(tar_path)
-    write_json(manifest_path, manifest)
-    if wanted is not None and (missing := wanted - found - done):
-        names = ", ".join(worker.clip_name(i) for i in sorted(missing)[:MAX_NAMES_SHOWN])
-        if len(missing) > MAX_NAMES_SHOWN:
-            names += f" and {len(missing) - MAX_NAMES_SHOWN} more"
-        raise FetchError(
-            f"clip(s) {names} not found in any of the {len(shards)} shard(s) of "
-            f"{worker.factory}/{worker.worker}; check --clips (indices start at 00000)"
+    staging, staging_lock = run_staging(folder, run_id)
+    try:
+        known_shards: dict = {}
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            known_shards = json.loads((folder / MANIFEST_FILE).read_text()).get("shards", {})
+        calib = load_calibration(
+            source.fetch_intrinsics(worker, staging), source.origin(worker, CALIBRATION_FILE)
         )
-    shutil.rmtree(staging, ignore_errors=True)
+        # The view is checked against the lens at its calibrated size (every dataset clip's size) before
+        # any shard is downloaded: a --hfov that would be mostly black fails in seconds, not after 1 GB.
+        plausible_camera(calib, (calib.width, calib.height), settings.hfov_deg)
+        ctx = WorkerContext(calib, settings, folder, progress)
+        shards = source.list_shards(worker)
+        progress.log(f"{worker.factory}/{worker.worker}: {len(shards)} shard(s) on {described}")
+        found: set[int] = set()
+        new_shards: dict[str, list[int]] = {}
+        for shard in shards:
+            if wanted is not None and wanted <= found | done:
+                break  # every wanted clip is accounted for: later shards are not downloaded
+            recorded = known_shards.get(shard)  # a shard's full clip list, known after an "all" run
+            if wanted is None and recorded is not None and set(recorded) <= done:
+                found |= set(recorded)
+                continue  # every clip of this shard is finished: no need to download it again
+            size = source.shard_size(worker, shard)
+            if size:
+                check_free_space(folder, 2 * size, f"shard {shard}")
+            bar = progress.bytes_bar(f"download {shard}", size)
+
+            def on_bytes(done_bytes: int, _total: int, bar: Callable[[int], None] = bar) -> None:
+                bar(done_bytes)
+
+            tar_path = source.fetch_shard(worker, shard, staging, on_bytes)
+            clips = extract_clips(tar_path, worker, None if wanted is None else wanted - done, staging)
+            if wanted is None:
+                new_shards[shard] = sorted(c.index for c in clips)
+            busy = []
+            for clip in clips:
+                found.add(clip.index)
+                if clip.index not in done:
+                    status = rectify_stage(clip, ctx, run_id, wait=False)
+                    if status == "busy":
+                        busy.append(clip)  # another run is making it: come back once the rest is done
+                        continue
+                    update_manifest(folder, settings, described, new_shards, run_id)
+                finish_clip(clip, done)
+            for clip in busy:
+                rectify_stage(clip, ctx, run_id, wait=True)
+                finish_clip(clip, done)
+            source.release_shard(tar_path)
+        manifest = update_manifest(folder, settings, described, new_shards, run_id)
+        if wanted is not None and (missing := wanted - found - done):
+            names = ", ".join(worker.clip_name(i) for i in sorted(missing)[:MAX_NAMES_SHOWN])
+            if len(missing) > MAX_NAMES_SHOWN:
+                names += f" and {len(missing) - MAX_NAMES_SHOWN} more"
+            raise FetchError(
+                f"clip(s) {names} not found in any of the {len(shards)} shard(s) of "
+                f"{worker.factory}/{worker.worker}; check --clips (indices start at 00000)"
+            )
+    except BaseException:
+        staging_lock.release()  # its raw inputs stay for a look; the next run clears them
+        raise
+    remove_staging(staging, staging_lock)
     return manifest
+
+
+def finish_clip(clip: ExtractedClip, done: set[int]) -> None:
+    """The clip's output is verified and in place (by this run or another): delete its raw input."""
+    done.add(clip.index)
+    clip.video_path.unlink(missing_ok=True)
+    clip.video_path.with_suffix(".json").unlink(missing_ok=True)
 
 
 def plausible_camera(
@@ -323,15 +460,15 @@ def plausible_camera(
     return camera
 
 
-def process_clip(
-    clip: ExtractedClip,
-    calib: FisheyeCalibration,
-    cameras: dict,
-    settings: Phase1Settings,
-    folder: Path,
-    progress: Progress,
-) -> dict:
-    """Rectify one extracted clip into `folder`; returns its manifest entry."""
+def process_clip(clip: ExtractedClip, ctx: WorkerContext) -> dict:
+    """Rectify one extracted clip into the worker's folder; returns its manifest entry."""
+    calib, cameras, settings, folder, progress = (
+        ctx.calib,
+        ctx.cameras,
+        ctx.settings,
+        ctx.folder,
+        ctx.progress,
+    )
     info = verify_clip(clip)
     if info.width % 2 or info.height % 2:
         raise VideoError(
@@ -356,7 +493,9 @@ def process_clip(
             if not cv2.imwrite(str(tmp), preview_image(*stats.preview_rgb, calib_at_frame, camera)):
                 raise OSError(f"could not write {tmp}")
     if first_size:  # only once an output follows it; a clip of another size records its own camera
-        write_json(folder / CAMERA_FILE, camera_record(calib, calib_at_frame, camera, settings))
+        with manifest_lock(folder):  # the lock that guards the folder's shared files
+            remove_partials(folder / CAMERA_FILE)
+            write_json(folder / CAMERA_FILE, camera_record(calib, calib_at_frame, camera, settings))
     progress.log(f"{clip.name} -> {final} ({result['frames']} frames, {result['duration_s']:.1f} s)")
     return {
         "source_clip": clip.name,

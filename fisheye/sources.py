@@ -11,10 +11,11 @@ OutputError with one line naming the file, what is wrong and what to do. The tok
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import Protocol
@@ -57,6 +58,10 @@ class ShardSource(Protocol):
 
     def origin(self, worker: WorkerRef, name: str) -> str:
         """Where the worker's file `name` comes from, for messages: a path or a Hub location."""
+        ...
+
+    def list_workers(self, factory: str | None = None) -> list[WorkerRef]:
+        """Every worker of `factory` (None: of every factory), from the listing alone, in order."""
         ...
 
     def fetch_intrinsics(self, worker: WorkerRef, dest_dir: Path) -> Path:
@@ -105,6 +110,12 @@ class LocalSource(ShardSource):
         if not shards:
             raise FetchError(f"unknown worker {worker}: {folder} holds no {worker.key}_partNN.tar shards")
         return shards
+
+    def list_workers(self, factory: str | None = None) -> list[WorkerRef]:
+        pattern = f"{factory or 'factory_*'}/workers/worker_*"
+        return sorted_workers(
+            p.relative_to(self.root).as_posix() for p in self.root.glob(pattern) if p.is_dir()
+        )
 
     def fetch_intrinsics(self, worker: WorkerRef, dest_dir: Path) -> Path:
         source = self._worker_dir(worker) / CALIBRATION_FILE
@@ -208,6 +219,20 @@ class HubSource(ShardSource):
 
     def shard_size(self, worker: WorkerRef, shard_name: str) -> int | None:
         return self._listing(worker).get(shard_name)
+
+    def _folders(self, path: str) -> list[str]:
+        missing = FetchError(f"{path or 'the top level'}: not found in {self.repo_id}; check --workers")
+        with self._hub_errors(f"the listing of {path or self.repo_id}", missing=missing):
+            entries = list(
+                self._api.list_repo_tree(
+                    self.repo_id, path_in_repo=path or None, repo_type="dataset", revision=self.revision
+                )
+            )
+        return [e.path for e in entries if isinstance(e, huggingface_hub.RepoFolder)]
+
+    def list_workers(self, factory: str | None = None) -> list[WorkerRef]:
+        factories = [factory] if factory else [p for p in self._folders("") if p.startswith("factory_")]
+        return sorted_workers(w for f in factories for w in self._folders(f"{f}/workers"))
 
     def _listing(self, worker: WorkerRef) -> dict[str, int]:
         if worker not in self._listings:
@@ -355,6 +380,15 @@ class HubSource(ShardSource):
             if writing is not None and err.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise output_error(writing, err, size) from err
             raise FetchError(f"{subject}: download failed ({err.__class__.__name__}); run again") from err
+
+
+def sorted_workers(folders: Iterable[str]) -> list[WorkerRef]:
+    """WorkerRefs of "factory_001/workers/worker_001" folders (others skipped), in factory/worker order."""
+    found = set()
+    for folder in folders:
+        with contextlib.suppress(ValueError):
+            found.add(WorkerRef.parse(folder))
+    return sorted(found, key=lambda w: (w.factory, w.worker))
 
 
 def _unreachable(hub: str) -> FetchError:

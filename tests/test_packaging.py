@@ -50,17 +50,20 @@ def test_the_phases_never_import_each_other(package: str, forbidden: str) -> Non
 
 
 def test_the_shared_core_imports_no_phase() -> None:
-    """Only egoclean/run.py, the whole flow, stands above both phases."""
+    """Only egoclean/run.py (the whole flow) and egoclean/scale.py (the same flow as engine stages, for
+    many workers) stand above both phases."""
     offenders = [
         path
         for path, names in imported_modules("egoclean").items()
-        if names & {"fisheye", "VJEPA"} and not path.endswith(("run.py", "__main__.py"))
+        if names & {"fisheye", "VJEPA"} and not path.endswith(("run.py", "scale.py", "__main__.py"))
     ]
     assert offenders == []
 
 
 def test_every_third_party_import_is_declared() -> None:
-    declared = {line.split("=")[0].split(">")[0].split("<")[0].lower() for line in requirement_lines()}
+    declared = {
+        line.split("=")[0].split(">")[0].split("<")[0].split("[")[0].lower() for line in requirement_lines()
+    }
     import_names = {
         "cv2": "opencv-python-headless",
         "av": "av",
@@ -82,10 +85,18 @@ def test_every_third_party_import_is_declared() -> None:
     assert missing == set()
 
 
-def test_analysis_imports_neither_torch_nor_cv2_nor_the_hub_client() -> None:
-    code = (
-        "import sys, VJEPA.analyze, VJEPA.structure, VJEPA.plots;"
-        "print(sorted({'torch', 'cv2', 'huggingface_hub', 'transformers'} & set(sys.modules)))"
-    )
+def loaded_by(modules: str, names: set[str]) -> str:
+    """Which of `names` a fresh interpreter has loaded after importing `modules` (a comma list)."""
+    code = f"import sys, {modules}; print(sorted(set({sorted(names)!r}) & set(sys.modules)))"
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
-    assert done.stdout.strip() == "[]"
+    return done.stdout.strip()
+
+
+def test_analysis_imports_neither_torch_nor_cv2_nor_the_hub_client() -> None:
+    heavy = {"torch", "cv2", "huggingface_hub", "transformers"}
+    assert loaded_by("VJEPA.analyze, VJEPA.structure, VJEPA.plots", heavy) == "[]"
+
+
+def test_the_local_engine_never_imports_ray() -> None:
+    """`bash run.sh` and `--engine local` load the scale-out code but never Ray (nor pyarrow)."""
+    assert loaded_by("egoclean.run, egoclean.scale, egoclean.engine", {"ray", "pyarrow"}) == "[]"

@@ -55,6 +55,8 @@ def test_local_source_end_to_end(hub, tmp_path):
     assert run_cli(hub, out, "--clips", "00001,00002") == 0
     folder = out / "factory_001"
     assert sorted(p.name for p in folder.iterdir()) == [
+        ".locks",  # one lock file per clip and the manifest's (kept: deleting a lock file is a race)
+        ".records",  # one record per finished clip
         "intrinsics.json",
         "manifest.json",
         "rectified_clip_1.mp4",
@@ -140,7 +142,7 @@ def test_interrupted_rectify_leaves_no_final_file_and_keeps_inputs(hub, tmp_path
     folder = out / "factory_001"
     assert (folder / "rectified_clip_1.mp4").is_file()
     assert not (folder / "rectified_clip_2.mp4").exists() and not list(folder.glob("*.partial*"))
-    assert (folder / pipeline.STAGING_DIR / "factory001_worker001_00002.mp4").is_file(), "raw clip kept"
+    assert list((folder / pipeline.STAGING_DIR).glob("*/factory001_worker001_00002.mp4")), "raw clip kept"
     monkeypatch.setattr(pipeline, "rectify_video", real)
     assert run_cli(hub, out, "--clips", "1,2") == 0
     assert probe(folder / "rectified_clip_2.mp4").n_frames == 45

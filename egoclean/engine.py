@@ -1,0 +1,161 @@
+"""Two engines for one set of stage functions: a plain loop in this process, or a Ray Data pipeline.
+
+    rows = run_local(shard_rows, stages)            # never imports Ray
+    rows = run_ray(shard_rows, stages, settings)     # a local Ray cluster, or one it joins
+
+A pipeline is three stages over small dict rows (keys, paths and metadata, never decoded frames):
+    fetch:   one task per shard row -> the clip rows it extracted   (Ray: flat_map, bounded concurrency)
+    rectify: one task per clip row -> the row with its outcome      (Ray: map)
+    embed:   a callable class, built once per worker/actor           (Ray: map_batches on an actor pool,
+             one GPU per actor when the cluster has GPUs)
+Stage functions never raise for one bad item: they return the row with "status" "failed" and a "reason"
+(see egoclean.scale for retries and failure records), so one clip never stops the others. A killed Ray task
+or actor is retried by Ray itself (max_retries / actor restarts). Each stage adds its busy seconds to the
+row ("fetch_s", "rectify_s", "embed_s"), which the run's summary adds up.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from egoclean.config import setting
+from egoclean.progress import Progress
+
+Row = dict[str, Any]
+ENGINES = ("local", "ray")
+TASK_RETRIES = 3
+
+
+def _address_problem(text: str | None) -> str | None:
+    if text is None or text == "auto" or text.startswith("ray://") or ":" in text:
+        return None
+    return "use auto, host:port or ray://host:10001"
+
+
+@dataclass(frozen=True)
+class ScaleSettings:
+    """Which engine runs the stages, on which workers, with what parallelism and retries."""
+
+    engine: str = setting(
+        "local", "local: one process, a plain loop; ray: a Ray Data pipeline", choices=ENGINES
+    )
+    ray_address: str | None = setting(
+        None,
+        "Ray cluster to join: auto, host:port or ray://host:10001 (default: start a local one)",
+        metavar="ADDR",
+        check=_address_problem,
+    )
+    workers: str | None = setting(
+        None,
+        "several workers in one run: factory_001/worker_001,factory_002/* or all (default: --worker)",
+        metavar="LIST",
+    )
+    max_fetch_concurrency: int = setting(2, "shards fetched at once (Ray)", low=1, high=1024, metavar="N")
+    max_retries: int = setting(
+        2, "retries of a failing clip or shard before it is recorded as failed", low=0, high=20, metavar="N"
+    )
+    embed_actors: int = setting(
+        1, "V-JEPA 2 actors (Ray; one GPU each when there are GPUs)", low=1, metavar="N"
+    )
+
+
+@dataclass(frozen=True)
+class Stages:
+    fetch: Callable[[Row], list[Row]]
+    rectify: Callable[[Row], Row]
+    embed: Callable[[], Callable[[Row], Row]] | None = None  # embed() loads the model; embed()(row) -> row
+
+
+def timed(key: str, fn: Callable[[Row], Any]) -> Callable[[Row], Any]:
+    """fn with its busy time added to each row it returns, under `key`."""
+
+    def run(row: Row) -> Any:
+        start = time.perf_counter()
+        result = fn(row)
+        spent = time.perf_counter() - start
+        rows = result if isinstance(result, list) else [result]
+        for out in rows:
+            out[key] = out.get(key, 0.0) + spent / max(1, len(rows))
+        return result
+
+    return run
+
+
+def run_local(shards: list[Row], stages: Stages, progress: Progress | None = None) -> list[Row]:
+    """Every stage in a plain loop, in order: shard by shard, clip by clip; the model loaded once."""
+    progress = progress or Progress()
+    embed = stages.embed() if stages.embed is not None else None
+    fetch, rectify = timed("fetch_s", stages.fetch), timed("rectify_s", stages.rectify)
+    out: list[Row] = []
+    for shard in shards:
+        for clip in fetch(shard):
+            row = rectify(clip)
+            if embed is not None:
+                row = timed("embed_s", embed)(row)
+            out.append(row)
+            progress.log(f"{row.get('worker')} {row.get('key')}: {row.get('status')}")
+    return out
+
+
+def ensure_ray(address: str | None) -> float:
+    """Join the cluster at `address` (or start a local one) unless Ray is up; returns the seconds it took."""
+    import ray
+
+    start = time.perf_counter()
+    if not ray.is_initialized():
+        root = str(Path(__file__).resolve().parents[1])  # this checkout, for the workers' imports
+        path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
+        ray.init(
+            address=address,
+            include_dashboard=False,
+            runtime_env={"env_vars": {"PYTHONPATH": path}},
+            log_to_driver=False,
+        )
+    return time.perf_counter() - start
+
+
+def run_ray(
+    shards: list[Row], stages: Stages, settings: ScaleSettings, progress: Progress | None = None
+) -> list[Row]:
+    """The same stages as a Ray Data pipeline: fetch tasks (bounded), rectify tasks, an embedding actor
+    pool. Rows stay small; outputs go straight to the shared output folder from the tasks."""
+    import ray
+    import ray.data
+
+    ensure_ray(settings.ray_address)
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.execution_options.preserve_order = True  # the same row order as the local engine
+    fetch, rectify = timed("fetch_s", stages.fetch), timed("rectify_s", stages.rectify)
+    ds: Any = ray.data.from_items(shards, override_num_blocks=max(1, len(shards)))
+    retried = {"max_retries": TASK_RETRIES}  # a task killed (node lost, OOM) runs again
+    fetch_pool = ray.data.TaskPoolStrategy(size=settings.max_fetch_concurrency)
+    ds = ds.flat_map(fetch, compute=fetch_pool, ray_remote_args_fn=lambda: retried)
+    ds = ds.map(rectify, ray_remote_args_fn=lambda: retried)
+    if stages.embed is not None:
+        embed_cls = stages.embed
+
+        class TimedEmbed:  # built once per actor: the model is loaded once per actor
+            def __init__(self) -> None:
+                self.embed = timed("embed_s", embed_cls())
+
+            def __call__(self, row: Row) -> Row:
+                return self.embed(row)
+
+        gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
+        # An actor pool restarts a killed actor and retries its rows (max_restarts=-1, max_task_retries=-1).
+        ds = ds.map(TimedEmbed, compute=ray.data.ActorPoolStrategy(size=settings.embed_actors), num_gpus=gpus)
+    progress = progress or Progress()
+    rows, start = [], time.perf_counter()
+    for row in ds.iter_rows():  # streams: rows arrive as clips finish
+        rows.append(dict(row))
+        rate = len(rows) / max(1e-9, time.perf_counter() - start)
+        progress.log(
+            f"{row.get('worker')} {row.get('key')}: {row.get('status')} ({len(rows)} clips, {rate:.2f}/s)"
+        )
+    return rows

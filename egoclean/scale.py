@@ -1,0 +1,350 @@
+"""Both phases for many workers in one run, on either engine (egoclean.engine): the stage functions.
+
+    result = run_scale(Phase1Settings(clips="1,2"), ScaleSettings(engine="ray", workers="all"), encode)
+
+Like egoclean/run.py, this module stands above both phases (it imports fisheye and VJEPA; the rest of
+egoclean does not): it is the glue that turns phase 1's and phase 2's functions into engine stages.
+
+    plan     from the listing alone (Hub tree or --source folder), nothing downloaded: one row per shard of
+             every selected worker. Which clips a shard holds is unknown before it is read, so the plan is
+             at shard granularity: with --clips, every shard of a worker is planned and each fetch task
+             extracts only the wanted clips it finds (shards wholly done, per the manifest, are skipped).
+    fetch    one task per shard: download, stream-extract the wanted clips not yet done into this run's
+             staging folder, release (delete) the downloaded shard.
+    rectify  one task per clip: fisheye.pipeline.rectify_stage under the clip's lock, then its record.
+    embed    one actor per model copy: VJEPA.encode.encode_clip.
+    analyse  on the driver, per worker folder: each clip and all together (VJEPA.analyze).
+
+Failures stay local: a transient error (Hub 429/5xx, a dropped connection) is retried with backoff; a clip
+that still fails gets a failure record (reason, attempts) and the others go on. The summary lists done,
+skipped and failed clips and where the time went.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from egoclean.engine import Row, ScaleSettings, Stages, ensure_ray, run_local, run_ray
+from egoclean.errors import EgoCleanError, FetchError, SettingError
+from egoclean.files import check_writable
+from egoclean.layout import list_embeddings
+from egoclean.locks import FileLock, new_run_id
+from egoclean.progress import Progress
+from egoclean.records import FAILED, write_record
+from fisheye.camera import load_calibration
+from fisheye.dataset import WorkerRef, parse_sidecar
+from fisheye.pipeline import (
+    WorkerContext,
+    finished_clips,
+    open_source,
+    rectify_stage,
+    remove_staging,
+    run_staging,
+    update_manifest,
+    worker_output_dir,
+)
+from fisheye.settings import Phase1Settings
+from fisheye.shards import ExtractedClip, extract_clips
+from fisheye.sources import ShardSource
+from VJEPA.settings import EncodeSettings
+
+BACKOFF_S = 0.5  # first retry after 0.5 s, then 1, 2, ... (capped at 30 s)
+# Rows carry the same keys everywhere (the engines' tables need one schema); "" and 0 for "none".
+CLIP_ROW = {
+    "worker": "",
+    "folder": "",
+    "staging": "",
+    "shard": "",
+    "key": "",
+    "clip_name": "",
+    "video_path": "",
+    "output": "",
+    "status": "",
+    "reason": "",
+    "attempts": 0,
+    "n_windows": 0,
+}
+
+
+def is_transient(err: BaseException) -> bool:
+    """Worth another try: the network or the Hub's load (429, 5xx), never bad data or a bad setting."""
+    if isinstance(err, FetchError):
+        text = str(err)
+        return "cannot reach the Hub" in text or "HTTP 429" in text or "HTTP 5" in text or "run again" in text
+    return isinstance(err, (ConnectionError, TimeoutError)) or not isinstance(
+        err, (EgoCleanError, ValueError)
+    )
+
+
+def with_retries(fn: Any, max_retries: int, backoff_s: float = BACKOFF_S) -> tuple[Any, int]:
+    """(fn(), attempts); a transient error is retried up to max_retries times with exponential backoff.
+    The last error is raised with `attempts` set on it."""
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return fn(), attempt
+        except Exception as err:
+            if attempt > max_retries or not is_transient(err):
+                err.attempts = attempt  # type: ignore[attr-defined]
+                raise
+            time.sleep(min(30.0, backoff_s * 2 ** (attempt - 1)))
+
+
+@dataclass(frozen=True)
+class Job:
+    """What every stage needs; pickled into each Ray task, so small."""
+
+    phase1: Phase1Settings
+    scale: ScaleSettings
+    encode: EncodeSettings | None
+    run_id: str
+    backoff_s: float = BACKOFF_S
+    source_factory: Callable[[Phase1Settings], ShardSource] | None = None  # default: open_source
+
+    def source(self, settings: Phase1Settings) -> ShardSource:
+        return (self.source_factory or quiet_source)(settings)
+
+    def for_worker(self, worker: str) -> Phase1Settings:
+        return replace(self.phase1, worker=worker)
+
+
+def quiet_source(settings: Phase1Settings) -> ShardSource:
+    return open_source(settings, Progress())
+
+
+def fetch_shard(job: Job, row: Row) -> list[Row]:
+    """Download one shard, extract the wanted clips that are not done yet, release the shard."""
+    settings = job.for_worker(row["worker"])
+    worker, folder, staging = settings.worker_ref, Path(row["folder"]), Path(row["staging"]) / row["shard"]
+    wanted = None if settings.clip_indices is None else set(settings.clip_indices)
+
+    def fetch() -> list[ExtractedClip]:
+        source = job.source(settings)
+        done = finished_clips(folder, settings)
+        if wanted is not None and wanted <= done:
+            return []
+        tar = source.fetch_shard(worker, row["shard"], staging)
+        try:
+            clips = extract_clips(tar, worker, None if wanted is None else wanted - done, staging)
+        finally:
+            source.release_shard(tar)  # the wanted clips are out: the shard itself is no longer needed
+        return [c for c in clips if c.index not in done]
+
+    base = {**CLIP_ROW, "worker": row["worker"], "folder": row["folder"], "staging": row["staging"]}
+    try:
+        clips, _ = with_retries(fetch, job.scale.max_retries, job.backoff_s)
+    except Exception as err:
+        attempts = getattr(err, "attempts", 1)
+        write_record(
+            folder, row["shard"], FAILED, settings.output_affecting(), reason=str(err), attempts=attempts
+        )
+        return [base | {"shard": row["shard"], "status": FAILED, "reason": str(err), "attempts": attempts}]
+    return [
+        base
+        | {
+            "shard": row["shard"],
+            "key": f"{clip.index:05d}",
+            "clip_name": clip.name,
+            "video_path": str(clip.video_path),
+            "output": f"rectified_clip_{clip.index}.mp4",
+        }
+        for clip in clips
+    ]
+
+
+def rectify_clip(job: Job, row: Row) -> Row:
+    """Rectify one extracted clip (retried when the error is transient); a failure record otherwise."""
+    if row["status"]:
+        return row  # a shard that failed to fetch: nothing to rectify
+    settings = job.for_worker(row["worker"])
+    folder, video = Path(row["folder"]), Path(row["video_path"])
+
+    def rectify() -> str:
+        sidecar = parse_sidecar(video.with_suffix(".json").read_bytes(), str(video.with_suffix(".json")))
+        clip = ExtractedClip(int(row["key"]), row["clip_name"], video, sidecar, row["shard"])
+        calib = load_calibration(Path(row["staging"]) / "intrinsics.json")
+        return rectify_stage(clip, WorkerContext(calib, settings, folder, Progress()), job.run_id, wait=True)
+
+    try:
+        status, attempts = with_retries(rectify, job.scale.max_retries, job.backoff_s)
+    except Exception as err:
+        attempts = getattr(err, "attempts", 1)
+        reason = str(err) if isinstance(err, EgoCleanError) else f"{err.__class__.__name__}: {err}"
+        write_record(
+            folder,
+            row["output"],
+            FAILED,
+            settings.output_affecting(),
+            key=row["key"],
+            reason=reason,
+            attempts=attempts,
+            run_id=job.run_id,
+        )
+        return row | {"status": FAILED, "reason": reason, "attempts": attempts}
+    video.unlink(missing_ok=True)  # raw input: its output is verified and in place
+    video.with_suffix(".json").unlink(missing_ok=True)
+    return row | {"status": status, "attempts": attempts}
+
+
+class EmbedClip:
+    """The embedding stage: the model is loaded once per instance (once per Ray actor)."""
+
+    def __init__(self, job: Job) -> None:
+        from VJEPA.embedder import load_encoder  # torch: only where embedding runs
+
+        assert job.encode is not None
+        self.settings = job.encode
+        self.encoder = load_encoder(job.encode.model, job.encode.device, job.encode.dtype)
+
+    def __call__(self, row: Row) -> Row:
+        from VJEPA.encode import encode_clip
+
+        if row["status"] == FAILED:
+            return row
+        try:
+            result = encode_clip(Path(row["folder"]) / row["output"], self.encoder, self.settings)
+        except (EgoCleanError, ValueError) as err:
+            return row | {"status": FAILED, "reason": f"embed: {err}"}
+        return row | {"n_windows": result.n_windows}
+
+
+def select_workers(text: str | None, default: WorkerRef, source: ShardSource) -> list[WorkerRef]:
+    """--workers: None (the --worker), "all", or a comma list of factory_001/worker_001 and factory_002/*."""
+    if text is None:
+        return [default]
+    chosen: list[WorkerRef] = []
+    for item in (part.strip() for part in text.split(",") if part.strip()):
+        if item == "all":
+            found = source.list_workers()
+        elif item.endswith("/*"):
+            found = source.list_workers(item[:-2])
+        else:
+            try:
+                found = [WorkerRef.parse(item)]
+            except ValueError as err:
+                raise SettingError(
+                    f"--workers {text}: {item!r} is not factory_001/worker_001, F/* or all"
+                ) from err
+        if not found:
+            raise FetchError(f"--workers {text}: {item!r} matches no worker on {source.describe()}")
+        chosen += [w for w in found if w not in chosen]
+    return chosen
+
+
+@dataclass
+class WorkerPlan:
+    settings: Phase1Settings
+    folder: Path
+    staging: Path
+    staging_lock: FileLock
+    shards: list[str]
+
+
+def plan(job: Job, source: ShardSource, progress: Progress) -> list[WorkerPlan]:
+    """The shards to fetch for every selected worker, from the listing alone; calibration fetched here."""
+    plans = []
+    for worker in select_workers(job.scale.workers, job.phase1.worker_ref, source):
+        settings = job.for_worker(str(worker))
+        folder = worker_output_dir(settings)
+        check_writable(folder)
+        wanted = None if settings.clip_indices is None else set(settings.clip_indices)
+        done = finished_clips(folder, settings)
+        shards = source.list_shards(worker)
+        if wanted is not None and wanted <= done:
+            shards = []
+        staging, lock = run_staging(folder, job.run_id)
+        if shards:
+            source.fetch_intrinsics(worker, staging)
+        plans.append(WorkerPlan(settings, folder, staging, lock, shards))
+        progress.log(f"plan: {worker}: {len(shards)} shard(s), {len(done)} clip(s) already done")
+    return plans
+
+
+@dataclass
+class ScaleResult:
+    rows: list[Row]
+    counts: dict[str, int]
+    failures: list[str]
+    busy_s: dict[str, float]
+    wall_s: float
+    startup_s: float
+    analysis: dict[str, dict] = field(default_factory=dict)  # worker folder -> analyze_clips_jointly result
+
+    def summary(self) -> list[str]:
+        counts = ", ".join(f"{n} {status}" for status, n in sorted(self.counts.items()))
+        clips = sum(self.counts.values())
+        lines = [f"summary: {clips} clip(s): {counts or 'nothing to do'} in {self.wall_s:.1f} s"]
+        if self.startup_s:
+            lines.append(f"  engine start-up {self.startup_s:.1f} s (not counted above)")
+        for stage, seconds in self.busy_s.items():
+            lines.append(f"  {stage}: {seconds:.1f} s busy")
+        lines += [f"  failed: {line}" for line in self.failures]
+        return lines
+
+
+def run_scale(
+    phase1: Phase1Settings,
+    scale: ScaleSettings,
+    encode: EncodeSettings | None = None,
+    params: Any = None,
+    progress: Progress | None = None,
+    backoff_s: float = BACKOFF_S,
+    source_factory: Callable[[Phase1Settings], ShardSource] | None = None,
+) -> ScaleResult:
+    """Phase 1 (and phase 2 when `encode` is given) for every selected worker, on the chosen engine.
+    `source_factory(settings)` makes the ShardSource in each task (default: fisheye.pipeline.open_source)."""
+    progress = progress or Progress()
+    job = Job(phase1, scale, encode, new_run_id(), backoff_s, source_factory)
+    startup = ensure_ray(scale.ray_address) if scale.engine == "ray" else 0.0
+    start = time.perf_counter()
+    plans = plan(job, job.source(phase1), progress)
+    shard_rows = [
+        {"worker": str(p.settings.worker_ref), "folder": str(p.folder), "staging": str(p.staging), "shard": s}
+        for p in plans
+        for s in p.shards
+    ]
+    stages = Stages(
+        fetch=functools.partial(fetch_shard, job),
+        rectify=functools.partial(rectify_clip, job),
+        embed=functools.partial(EmbedClip, job) if encode is not None else None,
+    )
+    try:
+        rows = (
+            run_local(shard_rows, stages, progress)
+            if scale.engine == "local"
+            else run_ray(shard_rows, stages, scale, progress)
+        )
+    finally:
+        for p in plans:
+            update_manifest(p.folder, p.settings, job.source(p.settings).describe(), run_id=job.run_id)
+    for p in plans:
+        remove_staging(p.staging, p.staging_lock)
+    analysis = {}
+    if encode is not None:
+        from VJEPA.analyze import analyze_clips_jointly
+
+        for p in plans:
+            embeddings = list_embeddings(p.folder)
+            if embeddings:
+                analysis[str(p.folder)] = analyze_clips_jointly(embeddings, None, params)
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row["status"]] = counts.get(row["status"], 0) + 1
+    failures = [
+        f"{r['worker']} {r['clip_name'] or r['shard']}: {r['reason']} ({r['attempts']} attempt(s))"
+        for r in rows
+        if r["status"] == FAILED
+    ]
+    busy = {
+        stage: sum(float(r.get(f"{stage}_s") or 0.0) for r in rows) for stage in ("fetch", "rectify", "embed")
+    }
+    result = ScaleResult(rows, counts, failures, busy, time.perf_counter() - start, startup, analysis)
+    for line in result.summary():
+        progress.log(line)
+    return result

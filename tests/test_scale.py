@@ -1,0 +1,231 @@
+"""Many workers in one run on both engines (egoclean.scale), on a REAL local Ray cluster of 2 CPUs started
+once for the module: identical outputs, retries, a poison clip, a killed driver, two drivers at once."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+
+from egoclean.engine import ScaleSettings
+from egoclean.records import read_records
+from egoclean.run import main as run_main
+from egoclean.scale import run_scale
+from fisheye.sample import SampleClip, SampleSpec, write_sample_hub
+from fisheye.settings import Phase1Settings
+from fisheye.sources import LocalSource
+from tests.test_pipeline import replace_member
+from VJEPA.settings import EncodeSettings
+
+ray = pytest.importorskip("ray")
+
+REPO = Path(__file__).resolve().parents[1]
+WORKERS = (("factory_001", "worker_001"), ("factory_001", "worker_002"), ("factory_002", "worker_001"))
+CLIPS = (SampleClip(1, 1.0), SampleClip(2, 1.5))
+FOLDERS = ("factory_001", "factory_001/worker_002", "factory_002")
+PHASE2_ENDINGS = (
+    "_emb.npy",
+    "_ts.npy",
+    "_emb.json",
+    "_analysis.json",
+    "diagnostics.png",
+    "_distance.npy",
+    "_autocorr.npy",
+    "joint_analysis.json",
+)
+VOLATILE = ("run_id", "finished_at", "source_mtime_ns", "source")  # differ between runs by nature
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cluster():
+    """One real local Ray cluster of 2 CPUs for the whole session (start-up takes 7-9 s here)."""
+    # The workers import this checkout, and this module by its pytest name (test_scale) for FlakySource.
+    paths = (str(REPO), str(REPO / "tests"), os.environ.get("PYTHONPATH"))
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("hub")
+    for factory, worker in WORKERS:
+        spec = SampleSpec(
+            96, 54, clips=CLIPS, clips_per_shard=1, preset="ultrafast", factory=factory, worker=worker
+        )
+        write_sample_hub(root, spec)
+    return root
+
+
+@pytest.fixture(scope="module")
+def encode(tmp_path_factory) -> EncodeSettings:
+    from VJEPA.tiny_model import save_tiny_model
+
+    model = save_tiny_model(tmp_path_factory.mktemp("model"))
+    return EncodeSettings(model=str(model), device="cpu", window=4, stride_s=0.25, batch_size=4)
+
+
+def phase1(hub: Path, out: Path) -> Phase1Settings:
+    return Phase1Settings(clips="1,2", out=out, source=hub, preset="ultrafast")
+
+
+def snapshot(out: Path, with_phase2: bool = True) -> dict[str, object]:
+    """Every output file of every worker folder (records included): bytes, or JSON without the run's own
+    folder, run id and times."""
+    result: dict[str, object] = {}
+    for path in sorted(out.rglob("*")):
+        name = str(path.relative_to(out))
+        if not path.is_file() or ".locks" in name or (not with_phase2 and name.endswith(PHASE2_ENDINGS)):
+            continue
+        if path.suffix == ".json":
+            data = json.loads(path.read_text().replace(str(out), "OUT"))
+            result[name] = strip(data)
+        else:
+            result[name] = path.read_bytes()
+    return result
+
+
+def assert_phase1_like(out: Path, reference: Path) -> None:
+    """Phase 1's outputs and records in `out` equal those of one uninterrupted run; nothing temporary left."""
+    expected, found = snapshot(reference, with_phase2=False), snapshot(out, with_phase2=False)
+    assert sorted(found) == sorted(expected)
+    for name, data in expected.items():
+        assert found[name] == data, f"{name} differs from one uninterrupted run"
+    assert not list(out.rglob("*.partial*")) and not list(out.rglob(".staging"))
+
+
+def strip(data: object) -> object:
+    if isinstance(data, dict):
+        return {k: strip(v) for k, v in data.items() if k not in VOLATILE}
+    if isinstance(data, list):
+        return [strip(v) for v in data]
+    return data
+
+
+@pytest.fixture(scope="module")
+def local_run(hub, encode, tmp_path_factory):
+    out = tmp_path_factory.mktemp("local") / "data"
+    result = run_scale(phase1(hub, out), ScaleSettings(engine="local", workers="all"), encode)
+    return out, result
+
+
+def test_both_engines_make_identical_outputs_and_records(hub, encode, local_run, tmp_path):
+    out, local = local_run
+    assert local.counts == {"done": 6} and not local.failures
+    ray_out = tmp_path / "data"
+    result = run_scale(phase1(hub, ray_out), ScaleSettings(engine="ray", workers="all"), encode)
+    assert result.counts == {"done": 6} and not result.failures
+    expected, found = snapshot(out), snapshot(ray_out)
+    assert sorted(found) == sorted(expected)
+    for folder in FOLDERS:
+        assert f"{folder}/rectified_clip_2_emb.npy" in found and f"{folder}/joint_analysis.json" in found
+        assert f"{folder}/.records/rectified_clip_1.json" in found
+    for name, data in expected.items():
+        assert found[name] == data, f"{name} differs between the engines"
+    manifest = json.loads((ray_out / "factory_002/manifest.json").read_text())
+    assert list(manifest["clips"]) == ["00001", "00002"]
+    assert result.busy_s["rectify"] > 0 and result.startup_s >= 0
+
+
+class FlakySource(LocalSource):
+    """A local folder whose first fetch of part01 fails like a dropped connection (across processes:
+    the flag is a file)."""
+
+    def __init__(self, root: Path, flag: Path) -> None:
+        super().__init__(root)
+        self.flag = flag
+
+    def fetch_shard(self, worker, shard_name, dest_dir, progress=None):
+        if worker.worker == "worker_002" and shard_name.endswith("part01.tar") and not self.flag.exists():
+            self.flag.write_text("failed once")
+            raise ConnectionError("connection reset by peer")
+        return super().fetch_shard(worker, shard_name, dest_dir, progress)
+
+
+def flaky_factory(hub: Path, flag: Path):
+    return lambda settings: FlakySource(hub, flag)
+
+
+def test_a_transient_failure_is_retried_and_succeeds(hub, tmp_path):
+    out = tmp_path / "data"
+    flag = tmp_path / "flag"
+    result = run_scale(
+        phase1(hub, out),
+        ScaleSettings(engine="ray", workers="factory_001/*"),
+        backoff_s=0.01,
+        source_factory=flaky_factory(hub, flag),
+    )
+    assert flag.exists(), "the failure was injected"
+    assert result.counts == {"done": 4} and not result.failures
+    retried = [r for r in result.rows if r["worker"] == "factory_001/worker_002" and r["key"] == "00002"]
+    assert len(retried) == 1
+
+
+def test_a_poison_clip_fails_alone_and_the_run_exits_non_zero(hub, tmp_path, capsys):
+    poisoned = tmp_path / "hub"
+    shutil.copytree(hub, poisoned)
+    tar_path = poisoned / "factory_002/workers/worker_001/factory002_worker001_part00.tar"
+    with tarfile.open(tar_path) as tar:
+        video = tar.extractfile("factory002_worker001_00001.mp4").read()
+        sidecar = json.loads(tar.extractfile("factory002_worker001_00001.json").read())
+    truncated = video[: len(video) // 2]
+    replace_member(tar_path, "factory002_worker001_00001.mp4", truncated)
+    sidecar["size_bytes"] = len(truncated)  # damaged at the source: only decoding can tell
+    replace_member(tar_path, "factory002_worker001_00001.json", json.dumps(sidecar).encode())
+    out = tmp_path / "data"
+    argv = ["1", "--engine", "ray", "--workers", "all", "--source", str(poisoned), "--out", str(out)]
+    assert run_main([*argv, "--clips", "1,2", "--preset", "ultrafast"]) == 2
+    err = capsys.readouterr().err
+    assert "5 done" in err and "1 failed" in err and "factory002_worker001_00001" in err
+    (record,) = [r for r in read_records(out / "factory_002") if r["status"] == "failed"]
+    assert record["key"] == "00001" and "factory002_worker001_00001" in record["reason"]
+    assert record["attempts"] == 1  # bad data is not retried
+    assert not (out / "factory_002/rectified_clip_1.mp4").exists()
+    assert json.loads((out / "factory_002/manifest.json").read_text())["clips"].keys() == {"00002"}
+    assert len(list(out.rglob("rectified_clip_*.mp4"))) == 5
+
+
+def driver(hub: Path, out: Path, address: str) -> subprocess.Popen:
+    command = [sys.executable, "-m", "egoclean", "1", "--engine", "ray", "--ray-address", address]
+    command += ["--workers", "all", "--source", str(hub), "--out", str(out), "--clips", "1,2"]
+    command += ["--preset", "ultrafast"]
+    return subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_a_killed_driver_is_resumed_to_the_same_outputs(hub, local_run, cluster, tmp_path):
+    out = tmp_path / "data"
+    run = driver(hub, out, cluster)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and run.poll() is None:
+        if len(list(out.rglob(".records/*.json"))) >= 2:
+            break
+        time.sleep(0.01)
+    assert run.poll() is None, "the driver ended before it could be killed"
+    run.send_signal(signal.SIGKILL)
+    run.wait()
+    time.sleep(1.0)  # let the cluster cancel the dead job's tasks
+    before = {r["key"] + r["output"] + str(r["finished_at"]) for f in FOLDERS for r in read_records(out / f)}
+    result = run_scale(phase1(hub, out), ScaleSettings(engine="ray", workers="all"))
+    assert not result.failures
+    assert result.counts.get("done", 0) + result.counts.get("skipped", 0) <= 6 - len(before) + 2
+    after = {r["key"] + r["output"] + str(r["finished_at"]) for f in FOLDERS for r in read_records(out / f)}
+    assert before <= after, "clips finished before the kill are not redone"
+    assert_phase1_like(out, local_run[0])
+
+
+def test_two_drivers_at_once_on_one_folder(hub, local_run, cluster, tmp_path):
+    out = tmp_path / "data"
+    runs = [driver(hub, out, cluster), driver(hub, out, cluster)]
+    for run in runs:
+        output, _ = run.communicate(timeout=180)
+        assert run.returncode == 0, output
+    assert_phase1_like(out, local_run[0])
