@@ -106,7 +106,7 @@ def save_npy(final: str | Path, array: np.ndarray) -> None:
 
 def check_writable(folder: Path) -> None:
     """Fail early, before any download, if `folder` cannot be created or written."""
-    probe = folder / ".egoclean-write-test"
+    probe = folder / f".egoclean-write-test-{os.getpid()}-{uuid.uuid4().hex[:8]}"  # runs may share the folder
     try:
         folder.mkdir(parents=True, exist_ok=True)
         probe.write_bytes(b"")
