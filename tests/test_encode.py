@@ -245,7 +245,8 @@ def test_ctrl_c_is_one_line_and_exit_130(test_clip, tiny_model_dir, tmp_path, ca
     assert list(tmp_path.iterdir()) == []
 
 
-def test_full_disk_while_saving_embeddings_says_disk_full(test_clip, encoder, tmp_path):
+def test_full_disk_while_saving_embeddings_says_disk_full(test_clip, encoder, tmp_path, monkeypatch):
+    from egoclean import files
     from egoclean.errors import OutputError
     from VJEPA.encode import write_outputs
 
@@ -254,7 +255,11 @@ def test_full_disk_while_saving_embeddings_says_disk_full(test_clip, encoder, tm
     if not Path("/dev/full").exists():
         pytest.skip("needs /dev/full")
     emb_path = out / "clip_emb.npy"
-    emb_path.with_name("clip_emb.partial.npy").symlink_to("/dev/full")
+    full = emb_path.with_name("clip_emb.partial.npy")
+    full.symlink_to("/dev/full")
+    monkeypatch.setattr(
+        files, "partial_path", lambda final: full if final == emb_path else final.with_suffix(".tmp")
+    )
     big = np.zeros((4096, 64), np.float32)  # larger than one buffered write
     paths = (emb_path, out / "clip_ts.npy", out / "clip_emb.json")
     with pytest.raises(OutputError, match="disk full"):

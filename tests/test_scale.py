@@ -40,6 +40,7 @@ PHASE2_ENDINGS = (
     "_distance.npy",
     "_autocorr.npy",
     "joint_analysis.json",
+    "report.html",
 )
 VOLATILE = ("run_id", "finished_at", "source_mtime_ns", "source")  # differ between runs by nature
 
@@ -84,11 +85,14 @@ def snapshot(out: Path, with_phase2: bool = True) -> dict[str, object]:
     result: dict[str, object] = {}
     for path in sorted(out.rglob("*")):
         name = str(path.relative_to(out))
-        if not path.is_file() or ".locks" in name or (not with_phase2 and name.endswith(PHASE2_ENDINGS)):
+        phase2 = name.endswith(PHASE2_ENDINGS) or "report_thumbs" in name
+        if not path.is_file() or ".locks" in name or (not with_phase2 and phase2):
             continue
         if path.suffix == ".json":
             data = json.loads(path.read_text().replace(str(out), "OUT"))
             result[name] = strip(data)
+        elif path.suffix == ".html":  # the report embeds the analysis records, paths included
+            result[name] = path.read_text().replace(str(out), "OUT")
         else:
             result[name] = path.read_bytes()
     return result
