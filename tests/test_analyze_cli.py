@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import struct
 import subprocess
@@ -11,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from VJEPA import synthetic as se
 from VJEPA import analyze as cli
+from VJEPA import synthetic as se
 from VJEPA.structure import StructureParams
 
 REPO = Path(__file__).resolve().parents[1]
@@ -167,3 +168,39 @@ def test_bad_input_through_the_script(tmp_path: Path) -> None:
     assert run.stderr.startswith("error: ") and len(run.stderr.strip().splitlines()) == 1
     assert "NaN" in run.stderr and "encode.py" in run.stderr
     assert not _outputs(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "expected"),
+    [
+        ("--n-surrogates", "-1", "--n-surrogates -1: must be >= 1"),
+        ("--n-surrogates", "0", "--n-surrogates 0: must be >= 1"),
+        ("--max-plot-windows", "0", "--max-plot-windows 0: must be >= 1"),
+        ("--min-period-s", "nan", "--min-period-s nan: must be a finite number"),
+    ],
+)
+def test_bad_setting_is_one_line_and_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], option: str, value: str, expected: str
+) -> None:
+    good = _write_clip(tmp_path, "good", se.pure_noise(40, 16, seed=0), se.timestamps(40))
+    assert cli.main([str(good), option, value]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == [f"error: {expected}"]
+    assert not _outputs(tmp_path)
+
+
+def test_every_setting_has_bounds() -> None:
+    from egoclean.config import spec_of
+
+    for field in dataclasses.fields(StructureParams):
+        spec = spec_of(field)
+        assert spec is not None and spec.help, field.name
+        assert spec.low is not None or spec.choices is not None, f"{field.name} has no lower bound"
+
+
+def test_json_never_holds_nan(tmp_path: Path) -> None:
+    path = _write_clip(tmp_path, "c", se.periodic(80, 32, 9.0, 1.0, seed=0), se.timestamps(80))
+    cli.analyze_clip(path, params=StructureParams(n_surrogates=1))
+    text = (tmp_path / "c_analysis.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    assert cli.json_safe({"a": [float("nan"), 1.0], "b": float("inf")}) == {"a": [None, 1.0], "b": None}
