@@ -59,6 +59,12 @@ class StructureParams:
         low=0,
         low_open=True,
     )
+    change_min_fraction: float = setting(
+        0.1,
+        "a change point's score must also rise this fraction of the typical window dissimilarity above "
+        "its median",
+        low=0,
+    )
     repeat_fraction: float = setting(
         0.5,
         "a window repeats when its similarity one period away is this fraction of typical",
@@ -66,6 +72,52 @@ class StructureParams:
         high=1,
     )
     min_repeat_cycles: float = setting(2.0, "shortest repetitive segment reported, in periods", low=0)
+    anomaly_method: str = setting(
+        "recurrence",
+        "anomaly rule: recurrence (content seen in too few separate places of the clip) or nearest "
+        "(baseline: 1 - best match outside the own neighbourhood)",
+        choices=("recurrence", "nearest"),
+    )
+    anomaly_max_places: int = setting(
+        3,
+        "recurrence rule: content seen in at most this many separate places (its own included) is rare",
+        low=1,
+    )
+    anomaly_rare_fraction: float = setting(
+        0.3,
+        "recurrence rule: ... and in at most this fraction of the places a typical window is seen in",
+        low=0,
+        high=1,
+        low_open=True,
+    )
+    anomaly_match_factor: float = setting(
+        0.3,
+        "recurrence rule: window j is like window i when their similarity is below i's best match elsewhere "
+        "by at most this fraction of the way down to i's mean similarity",
+        low=0,
+        high=1,
+    )
+    anomaly_place_gap_s: float = setting(
+        5.0,
+        "recurrence rule without a period: matches further apart than this (s) are separate places "
+        "(with a period: half a period)",
+        low=0,
+        low_open=True,
+    )
+    boundary_method: str = setting(
+        "tracked",
+        "cycle starts: tracked (each start found near the previous one plus a period, follows jitter) or "
+        "grid (baseline: phase + k periods, snapped)",
+        choices=("tracked", "grid"),
+    )
+    cycle_jitter: float = setting(
+        0.4,
+        "tracked cycle starts: one cycle lasts between (1 - this) and (1 + this) periods",
+        low=0,
+        high=1,
+        low_open=True,
+        high_open=True,
+    )
     anomaly_exclusion_s: float = setting(
         20.0, "a window's own neighbourhood (s), ignored when looking for its best match", low=0
     )

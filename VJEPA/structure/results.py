@@ -45,6 +45,17 @@ class CrossClipMatch:
 
 
 @dataclass
+class CycleSpan:
+    """One cycle: from a cycle start to the next one; deviation = mean DTW cost against the template cycle."""
+
+    index: int
+    start_s: float
+    end_s: float
+    duration_s: float
+    deviation: float  # mean 1 - cos along the DTW path against the medoid cycle (0 = the same content)
+
+
+@dataclass
 class ClipAnalysis:
     """Everything computed for one clip: the signals (for plots and files) and the results."""
 
@@ -59,11 +70,14 @@ class ClipAnalysis:
     change_points_s: list[float]
     repeats: list[RepeatSpan]
     novelty: np.ndarray  # [N] 1 - best similarity outside the exclusion zone
-    anomaly_score: np.ndarray  # [N] robust z-score of the smoothed novelty
+    anomaly_rule: str  # "recurrence" or "nearest": the rule that flagged `anomalies`
+    anomaly_score: np.ndarray  # [N] rarity (recurrence rule) or robust z of the smoothed novelty (nearest)
+    places: np.ndarray | None  # [N] separate places holding each window's content (recurrence rule)
     anomalies: list[AnomalySpan]
     thresholds: dict[str, float]  # boundary distance, change score, anomaly score (robust z), novelty scale
     similarity_preview: np.ndarray  # [M, M] block-averaged S, M <= max_plot_windows
     similarity_preview_s: np.ndarray  # [M] start time of each preview block, s
+    cycles: list[CycleSpan] = field(default_factory=list)  # consecutive cycle starts, with deviations
 
     @property
     def n_windows(self) -> int:
@@ -71,10 +85,8 @@ class ClipAnalysis:
 
     @property
     def n_cycles(self) -> int:
-        """Complete cycles: consecutive cycle starts at most 1.5 periods apart (not a gap over an anomaly)."""
-        if self.period.period_s is None:
-            return 0
-        return int(np.sum(np.diff(self.boundaries_s) <= 1.5 * self.period.period_s))
+        """Complete cycles: consecutive cycle starts within one run of normal windows."""
+        return len(self.cycles)
 
 
 @dataclass

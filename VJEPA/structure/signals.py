@@ -145,10 +145,13 @@ def robust_location_scale(values: np.ndarray) -> tuple[float, float]:
     return median, max(sigma, 1e-12)
 
 
-def robust_peaks(signal: np.ndarray, robust_z: float, min_gap_windows: int) -> tuple[np.ndarray, float]:
-    """Peaks of `signal` above median + robust_z * sigma_MAD, at least min_gap apart; (indices, threshold)."""
+def robust_peaks(
+    signal: np.ndarray, robust_z: float, min_gap_windows: int, min_rise: float = 0.0
+) -> tuple[np.ndarray, float]:
+    """Peaks of `signal` above median + max(robust_z * sigma_MAD, min_rise), at least min_gap apart;
+    (indices, threshold)."""
     median, sigma = robust_location_scale(signal)
-    threshold = median + robust_z * sigma
+    threshold = median + max(robust_z * sigma, min_rise)
     filled = np.where(np.isfinite(signal), signal, -np.inf)
     peaks, _ = find_peaks(filled, height=threshold, distance=max(int(min_gap_windows), 1))
     return peaks, threshold
