@@ -30,7 +30,7 @@ from egoclean.config import HelpFormatter, add_options, from_args, validate
 from egoclean.errors import EgoCleanError, InputError
 from egoclean.files import atomic_output, check_writable, save_npy, write_json
 from VJEPA import plots
-from VJEPA.structure import ClipAnalysis, StructureParams, analyze, analyze_joint
+from VJEPA.structure import ClipAnalysis, StructureParams, analyze, analyze_joint, duration_summary
 
 DEFAULT_PATH = "data/factory_001/"
 EMB_SUFFIX, TS_SUFFIX, META_SUFFIX = "_emb.npy", "_ts.npy", "_emb.json"
@@ -160,6 +160,9 @@ def analysis_record(
         "change_points_s": analysis.change_points_s,
         "repeats": [dataclasses.asdict(span) for span in analysis.repeats],
         "anomalies": [dataclasses.asdict(span) for span in analysis.anomalies],
+        "anomaly_rule": analysis.anomaly_rule,
+        "cycles": [dataclasses.asdict(cycle) for cycle in analysis.cycles],
+        "cycle_duration_s": duration_summary(analysis.cycles),
         "thresholds": analysis.thresholds,
         "params": dataclasses.asdict(params),
     }
@@ -244,6 +247,13 @@ def analyze_clips_jointly(
         "clips": [
             {k: v for k, v in r.items() if k not in ("params", "outputs", "summary")} for r in per_clip
         ],
+        # every clip's cycles, deviations against the medoid of all the worker's cycles
+        "cycles": [
+            {"clip": name, **dataclasses.asdict(cycle)}
+            for name, clip_cycles in zip(names, joint.cycles, strict=True)
+            for cycle in clip_cycles
+        ],
+        "cycle_duration_s": duration_summary([c for clip_cycles in joint.cycles for c in clip_cycles]),
         "params": dataclasses.asdict(params),
     }
     joint_record = json_safe(joint_record)

@@ -81,9 +81,11 @@ def distinct_places(
     exclusion_s: np.ndarray,
     match_factor: float,
     gap_windows: int,
+    rows: np.ndarray | None = None,
     block_rows: int = 512,
 ) -> np.ndarray:
-    """How many separate places of all clips hold content like each window: [N] int, >= 1.
+    """How many separate places of all clips hold content like each window: [R] int, >= 1, for the
+    windows `rows` (global indices; default all N).
 
     u [N, D] unit rows of all clips (each clip contiguous in clip_ids [N]), ts [N] times within the clip,
     exclusion_s [n_clips] the own neighbourhood. With b_i the best match of window i outside its own
@@ -98,18 +100,20 @@ def distinct_places(
     borders = np.flatnonzero(np.diff(clip_ids) != 0) + 1
     clip_ranges = list(zip([0, *borders.tolist()], [*borders.tolist(), len(u)], strict=True))
     mean_u = u.mean(axis=0)
-    places = np.zeros(len(u), dtype=np.int64)
-    for start in range(0, len(u), block_rows):
-        rows = slice(start, min(start + block_rows, len(u)))
-        sim = u[rows] @ u.T  # [B, N]
-        own = (clip_ids[rows, None] == clip_ids[None, :]) & (
-            np.abs(ts[rows, None] - ts[None, :]) <= exclusion_s[clip_ids[rows]][:, None]
+    rows = np.arange(len(u)) if rows is None else np.asarray(rows)
+    places_all = np.zeros(len(rows), dtype=np.int64)
+    for start in range(0, len(rows), block_rows):
+        block = slice(start, min(start + block_rows, len(rows)))
+        row_idx = rows[block]
+        sim = u[row_idx] @ u.T  # [B, N]
+        own = (clip_ids[row_idx, None] == clip_ids[None, :]) & (
+            np.abs(ts[row_idx, None] - ts[None, :]) <= exclusion_s[clip_ids[row_idx]][:, None]
         )
         best = np.where(own, -np.inf, sim).max(axis=1)
         best = np.where(np.isfinite(best), best, 1.0)
-        typical = u[rows] @ mean_u
+        typical = u[row_idx] @ mean_u
         match = sim >= (best - match_factor * (best - typical))[:, None]
-        match[np.arange(sim.shape[0]), np.arange(rows.start, rows.stop)] = True
+        match[np.arange(len(row_idx)), row_idx] = True
         del sim, own
         # a run starts at j when there is no match in the `gap` windows before j (same clip)
         starts = np.zeros(len(match), dtype=np.int64)
@@ -119,8 +123,8 @@ def distinct_places(
             j = np.arange(hi - lo)
             before = cum[:, j] - cum[:, np.maximum(j - gap, 0)]
             starts += np.count_nonzero(match[:, lo:hi] & (before == 0), axis=1)
-        places[rows] = starts
-    return np.maximum(places, 1)
+        places_all[block] = starts
+    return np.maximum(places_all, 1)
 
 
 @dataclass(frozen=True)
@@ -135,7 +139,6 @@ class RecurrenceResult:
     recurrent: bool  # False: the clip does not repeat enough for the rule (typical_places < MIN_TYPICAL)
 
 
-MIN_TYPICAL_PLACES = 4.0
 MIN_TYPICAL_PLACES = 4.0  # below this many places for a typical window, rarity means nothing
 
 

@@ -84,6 +84,12 @@ def cycle_table(
     return out
 
 
+def window_span(ts: np.ndarray, stride_s: float, cycle: CycleSpan) -> tuple[int, int]:
+    """(first, last window) of a cycle of the clip with window starts ts [N]."""
+    first = int(np.searchsorted(ts, cycle.start_s - 1e-6 * stride_s))
+    return first, int(np.searchsorted(ts, cycle.end_s - stride_s - 1e-6 * stride_s))
+
+
 def duration_summary(cycles: Sequence[CycleSpan]) -> dict[str, float | int | None]:
     """{median, iqr, min, max, n} of the cycle durations, s (None when there is no cycle)."""
     durations = np.array([c.duration_s for c in cycles], dtype=np.float64)

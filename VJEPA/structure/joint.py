@@ -9,11 +9,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .analysis import analyze_one, check_inputs, exclusion_zone_s
-from .anomalies import best_matches
+from .analysis import PlacesFn, analyze_one, check_inputs, exclusion_zone_s
+from .anomalies import best_matches, distinct_places, smoothed_rows
+from .cycles import cycle_table, window_span
 from .params import StructureParams
 from .results import CrossClipMatch, JointAnalysis
-from .signals import normalize_rows, robust_location_scale, runs, similarity_preview
+from .signals import normalize_rows, robust_location_scale, runs, similarity_preview, stride_of
 
 
 def matches_between(
@@ -74,10 +75,29 @@ def analyze_joint(
     exclusion = np.array([exclusion_zone_s(t, params) for t in tss])
     best, best_in_clip, arg_in_clip = best_matches(u, clip_ids, ts_all, exclusion, len(tss))
 
+    # Recurrence: a window's content counted in separate places of every clip, smoothed windows compared.
+    width = max(1, round(params.anomaly_smooth_s / min(stride_of(t) for t in tss)))
+    smooth = smoothed_rows(u, clip_ids, width)
+
+    def places_of(idx: np.ndarray) -> PlacesFn:
+        def places(gap: int) -> np.ndarray:
+            return distinct_places(
+                smooth, clip_ids, ts_all, exclusion, params.anomaly_match_factor, gap, rows=idx
+            )
+
+        return places
+
     clips = []
     for c in range(len(tss)):
         idx = np.flatnonzero(clip_ids == c)
-        clips.append(analyze_one(u[idx], tss[c], 1.0 - best[idx].astype(np.float64), params))
+        novelty = 1.0 - best[idx].astype(np.float64)
+        clips.append(analyze_one(u[idx], tss[c], novelty, params, places_of(idx)))
+
+    # Cycles of every clip against one template: the medoid of all the worker's cycles.
+    spans = [[window_span(clip.ts, clip.stride_s, c) for c in clip.cycles] for clip in clips]
+    pooled = cycle_table(
+        [u[clip_ids == c] for c in range(len(tss))], tss, [clip.stride_s for clip in clips], spans
+    )
 
     # Match threshold: a cross-clip partner as similar as a typical (non-anomalous) best match.
     best_median, best_sigma = robust_location_scale(best.astype(np.float64))
@@ -93,4 +113,6 @@ def analyze_joint(
             )
 
     preview, starts = similarity_preview(u, params.max_plot_windows)
-    return JointAnalysis(clips, matches, preview, clip_ids[starts], ts_all[starts], float(threshold))
+    return JointAnalysis(
+        clips, matches, preview, clip_ids[starts], ts_all[starts], float(threshold), cycles=pooled
+    )

@@ -97,3 +97,4 @@ class JointAnalysis:
     preview_clip: np.ndarray  # [M] clip index of each preview block
     preview_s: np.ndarray  # [M] start time (within its clip) of each preview block
     match_threshold: float = field(default=float("nan"))
+    cycles: list[list[CycleSpan]] = field(default_factory=list)  # per clip, deviation from the pooled medoid
