@@ -108,6 +108,11 @@ def analyze_one(
                 score / params.anomaly_z,
             )
             anomalies = merge_spans(recurrence.spans + nearest_spans, score, ts, stride_s)
+            # A rare span running into the clip's first or last change_halfwidth_s is a lasting change
+            # of activity (reported by the change points) or content cut by the clip's edge.
+            t_first, t_end = float(ts[0]), float(ts[-1] + stride_s)
+            edge_s = params.change_halfwidth_s
+            anomalies = [a for a in anomalies if a.start_s > t_first + edge_s and a.end_s < t_end - edge_s]
     normal = normal_mask(ts, anomalies)
     mask = None if normal.all() else normal
 

@@ -162,8 +162,8 @@ def recurrence_spans(
     """Rare windows (places <= min(anomaly_max_places, anomaly_rare_fraction * typical)) -> spans.
 
     Gaps in a rare run shorter than anomaly_smooth_s are closed; runs shorter than anomaly_min_span_s are
-    dropped, and so are runs that reach the first or the last window (a lasting change of activity, which
-    the change points report, or content cut by the clip's edge). Span score: its peak rarity.
+    dropped, and so are runs that reach the first or the last window (the caller also drops spans near
+    the clip's edges: a lasting change of activity). Span score: its peak rarity.
     """
     n = len(places)
     typical = float(np.median(places))
