@@ -76,7 +76,8 @@ def analyze_one(
     stride_s = stride_of(ts)
     n = len(u)
     # 1. Anomalies: they need no period, and the period must not see them (docs/METHODS.md section 5).
-    scale_floor = params.anomaly_scale_fraction * typical_dissimilarity(u, params.seed)  # (cached: cheap)
+    delta = typical_dissimilarity(u, params.seed)  # typical 1 - cos of two windows: the scale of floors
+    scale_floor = params.anomaly_scale_fraction * delta
     score, anomalies, novelty_scale = anomaly_spans(novelty, ts, stride_s, params, scale_floor)
     nearest_spans = anomalies
     rule, places, recurrence = "nearest", None, None
@@ -103,10 +104,7 @@ def analyze_one(
             # Either rule flags a window: the nearest rule sees short one-off spans whose best match
             # elsewhere is poor, the recurrence rule long and repeated ones. Score: times over threshold.
             rule, places = "recurrence", recurrence.places
-            score = np.maximum(
-                recurrence.rarity * recurrence.max_places / recurrence.typical_places,
-                score / params.anomaly_z,
-            )
+            score = np.maximum(recurrence.max_places / recurrence.places, score / params.anomaly_z)
             anomalies = merge_spans(recurrence.spans + nearest_spans, score, ts, stride_s)
             # A rare span running into the clip's first or last change_halfwidth_s is a lasting change
             # of activity (reported by the change points) or content cut by the clip's edge.
@@ -129,7 +127,6 @@ def analyze_one(
         cycles_per_side = max(1, math.ceil(halfwidth / period.best_lag_windows - 1e-9))
         halfwidth = max(1, round(cycles_per_side * period.best_lag_windows))
     change = change_score(u, halfwidth)
-    delta = typical_dissimilarity(u, params.seed)
     change_idx, change_threshold = robust_peaks(
         change, params.robust_z, halfwidth, params.change_min_fraction * delta
     )

@@ -18,11 +18,14 @@ def cycle_starts(
     the d between two normal windows; only those enter the phase fold, and no start is placed elsewhere.
     """
     n, p = len(distance), period_windows
+    if n == 0:
+        return np.array([], dtype=int)
     valid = np.ones(n, dtype=bool) if valid is None else np.asarray(valid, dtype=bool)
     phases = np.arange(max(round(p), 1))
     folded = []
     for ph in phases:
         idx = np.round(ph + p * np.arange(int((n - 1 - ph) / p) + 1)).astype(int)
+        idx = idx[idx < n]  # rounding, or a segment shorter than the phase, may overshoot
         idx = idx[valid[idx]]
         folded.append(distance[idx].mean() if len(idx) else -np.inf)
     phase = phases[int(np.argmax(folded))]
@@ -30,6 +33,8 @@ def cycle_starts(
     candidates = np.where(valid, distance, -np.inf)
     starts = []
     for predicted in np.round(phase + p * np.arange(int((n - 1 - phase) / p) + 1)).astype(int):
+        if predicted >= n:
+            continue
         lo, hi = max(predicted - reach, 0), min(predicted + reach + 1, n)
         local = lo + int(np.argmax(candidates[lo:hi]))
         start = local if candidates[local] > snap_threshold else predicted
