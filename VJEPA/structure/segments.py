@@ -71,6 +71,7 @@ def _robust_z(values: np.ndarray) -> np.ndarray:
     return np.where(finite, (values - median) / sigma, -np.inf)
 
 
+TRACK_ROUNDS = 2  # template from the chain, chain from the template
 STEP_PRIOR_Z = 8.0  # penalty (in robust z of the start score) of a cycle one period too long or short
 
 
@@ -119,25 +120,20 @@ def tracked_cycle_starts(
     u [N, D] unit rows, distance [N-1] consecutive distance (d[i] is the change into window i+1), valid
     [N-1] bool (default all True): no start where d touches an anomalous window. Cycle starts are a chain
     of windows each (1 - jitter)P to (1 + jitter)P after the previous one, maximising the summed start
-    score, by dynamic programming over each run of valid windows. The score is first the robust z of d
-    (a cycle starts with new content); then the start template T (mean of the L = max(2, P/3) windows
-    after each start of that chain) is correlated with every window's next L windows and its robust z is
-    added, and the chain is found again.
+    score, by dynamic programming over each run of valid windows. The first chain is the phase-folded
+    grid (`cycle_starts`, unsnapped: it pools every cycle, so noise does not move it); then, twice, the
+    start template T (mean of the L = max(2, P/3) windows after each start of the chain) is correlated
+    with every window's next L windows, the score is z(d) + z(that correlation) (robust z; a cycle starts
+    with new content, and looks like the other starts) and the chain is found again.
     """
     n, p = len(distance), float(period_windows)
     valid = np.ones(n, dtype=bool) if valid is None else np.asarray(valid, dtype=bool)
     min_step = max(1, int(np.floor((1 - jitter) * p)))
     max_step = max(min_step, int(np.ceil((1 + jitter) * p)))
     length = max(2, round(p / 3))
-    score = _robust_z(distance)
-    starts = np.array([], dtype=np.int64)
-    for _ in range(2):
-        found = []
-        for first, last in runs(valid):
-            if last - first + 1 < min_step:
-                continue
-            found.append(first + _best_chain(score[first : last + 1], min_step, max_step, p))
-        starts = np.concatenate(found) if found else np.array([], dtype=np.int64)
+    # First chain: the phase-folded grid (robust to noise: it pools every cycle), unsnapped.
+    starts = cycle_starts(distance, p, np.inf, valid)
+    for _ in range(TRACK_ROUNDS):
         whole = starts[starts + 1 + length <= len(u)]
         if len(whole) < 2:
             break
@@ -147,4 +143,10 @@ def tracked_cycle_starts(
         match = np.full(n, np.nan)
         match[: sims.shape[1]] = sims.mean(axis=0)
         score = _robust_z(distance) + np.nan_to_num(_robust_z(match), neginf=-10.0)
+        found = []
+        for first, last in runs(valid):
+            if last - first + 1 < min_step:
+                continue
+            found.append(first + _best_chain(score[first : last + 1], min_step, max_step, p))
+        starts = np.concatenate(found) if found else np.array([], dtype=np.int64)
     return starts
