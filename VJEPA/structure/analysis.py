@@ -81,11 +81,13 @@ def analyze_one(
     score, anomalies, novelty_scale = anomaly_spans(novelty, ts, stride_s, params, scale_floor)
     nearest_spans = anomalies
     rule, places, recurrence = "nearest", None, None
+    period_mask = np.zeros(n, dtype=bool)
     _, _, max_lag = period_lag_range(n, stride_s, params)
     if params.anomaly_method == "recurrence" and places_fn is not None:
         # Rough period (all windows) -> places -> rare spans -> masked period -> places again if the
         # period moved the place gap.
         period = detect_period(u, stride_s, params)
+        period_mask = np.ones(n, dtype=bool)  # the windows `period` was found from
         gap = place_gap_windows(period, stride_s, params)
         recurrence = recurrence_spans(places_fn(gap), ts, stride_s, params)
         for _ in range(2):
@@ -94,7 +96,7 @@ def analyze_one(
             normal = normal_mask(ts, recurrence.spans + nearest_spans)
             if normal.all():
                 break
-            period = detect_period(u, stride_s, params, mask=normal)
+            period, period_mask = detect_period(u, stride_s, params, mask=normal), normal
             new_gap = place_gap_windows(period, stride_s, params)
             if new_gap == gap:
                 break
@@ -118,7 +120,8 @@ def analyze_one(
     distance = (1.0 - np.einsum("ij,ij->i", u[:-1], u[1:])).astype(np.float64)
     x = centre(u, mask)
     autocorr = autocorr_centred(x, max_lag, mask)
-    period = detect_period(u, stride_s, params, autocorr=autocorr, mask=mask)
+    if recurrence is None or not np.array_equal(period_mask, normal):  # else: found from these very windows
+        period = detect_period(u, stride_s, params, autocorr=autocorr, mask=mask)
 
     # 3. Change points: with a period, each side of the change score spans whole cycles, so that the
     # content of one cycle averages out and only a change of activity stands out.
@@ -139,7 +142,13 @@ def analyze_one(
     starts_found: list[np.ndarray] = []
     spans: list[tuple[int, int]] = []
     valid = normal[:-1] & normal[1:]  # d between two normal windows
-    edges = [0, *(change_idx + 1).tolist(), n]
+    # Segments: split at the change points that are not an anomaly's edges (an anomaly interrupts the
+    # activity, it does not change it).
+    anomaly_edges = np.flatnonzero(np.diff(normal.astype(np.int8)) != 0)
+    activity_changes = [
+        int(i) for i in change_idx if len(anomaly_edges) == 0 or np.min(np.abs(anomaly_edges - i)) > halfwidth
+    ]
+    edges = [0, *(np.array(activity_changes, dtype=int) + 1).tolist(), n]
     for lo, hi in itertools.pairwise(edges):
         seg_normal = normal[lo:hi]
         if seg_normal.sum() < 2:
