@@ -204,3 +204,22 @@ def test_json_never_holds_nan(tmp_path: Path) -> None:
     text = (tmp_path / "c_analysis.json").read_text()
     assert "NaN" not in text and "Infinity" not in text
     assert cli.json_safe({"a": [float("nan"), 1.0], "b": float("inf")}) == {"a": [None, 1.0], "b": None}
+
+
+def test_cycle_table_in_clip_and_joint_json(tmp_path: Path) -> None:
+    emb_a, truth = se.jittered_cycles(200, 64, 12.0, 0.1, 0.5, seed=3)
+    emb_b, _ = se.jittered_cycles(150, 64, 12.0, 0.1, 0.5, seed=3)
+    paths = [
+        _write_clip(tmp_path, "a", emb_a, se.timestamps(200)),
+        _write_clip(tmp_path, "b", emb_b, se.timestamps(150)),
+    ]
+    assert cli.main([str(p) for p in paths] + ["--joint"]) == 0
+    record = json.loads((tmp_path / "a_analysis.json").read_text())
+    assert record["cycles"], "a periodic clip lists its cycles"
+    assert all(set(c) == {"index", "start_s", "end_s", "duration_s", "deviation"} for c in record["cycles"])
+    spread = record["cycle_duration_s"]
+    assert set(spread) == {"median", "iqr", "min", "max", "n"} and spread["n"] == len(record["cycles"])
+    assert spread["median"] == pytest.approx(float(np.median(np.diff(truth))), abs=2.0)
+    joint = json.loads((tmp_path / "joint_analysis.json").read_text())
+    assert {c["clip"] for c in joint["cycles"]} == {"a", "b"}
+    assert joint["cycle_duration_s"]["n"] == len(joint["cycles"])
