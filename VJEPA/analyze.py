@@ -6,7 +6,7 @@
 
 For each X_emb.npy (with X_ts.npy and, optionally, X_emb.json beside it) this writes, beside the clip or
 in --out: X_diagnostics.png, X_analysis.json, X_distance.npy (consecutive cosine distance, [N-1]) and
-X_autocorr.npy (autocorrelation, lag 0..max). The math and every threshold are in VJEPA/structure.py.
+X_autocorr.npy (autocorrelation, lag 0..max). The math and every threshold are in docs/METHODS.md.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -23,41 +24,15 @@ from typing import Any
 import numpy as np
 
 from egoclean.cli import run_main
-from egoclean.config import HelpFormatter
+from egoclean.config import HelpFormatter, add_options, from_args, validate
 from egoclean.errors import InputError
 from egoclean.files import atomic_output, check_writable, save_npy, write_json
 from egoclean.layout import EMB_SUFFIX, META_SUFFIX, TS_SUFFIX, list_embeddings, stem_of_embedding
 from VJEPA import plots, report
-from VJEPA.structure import ClipAnalysis, StructureParams, analyze, analyze_joint
+from VJEPA.structure import ClipAnalysis, StructureParams, analyze, analyze_joint, duration_summary
 
 DEFAULT_PATH = "data/factory_001/"
 RERUN = "rerun python VJEPA/encode.py on the clip"
-
-# Help for every StructureParams field; the command-line options are generated from this table.
-PARAM_HELP = {
-    "min_period_s": "shortest action cycle to look for, seconds",
-    "max_period_s": "longest action cycle to look for, seconds (also capped at clip length / min-cycles)",
-    "min_cycles": "a period is only reported if the clip holds at least this many cycles",
-    "max_lag_fraction": "autocorrelation is computed up to this fraction of the clip length",
-    "n_surrogates": "number of shuffled copies of the clip used to judge whether a period is real",
-    "surrogate_block_s": "block length (s) of that shuffle: must be shorter than any real cycle",
-    "period_alpha": "a period is reported when its confidence is at least 1 - this",
-    "subharmonic_ratio": "prefer a period P/m over P when it explains at least this fraction as well",
-    "robust_z": "how many robust standard deviations (1.4826 * MAD) above the median a peak must rise",
-    "boundary_min_gap_s": "boundaries closer than this (s) are merged",
-    "change_halfwidth_s": "a change point compares the average content this long (s) before and after",
-    "repeat_fraction": "a window repeats when its similarity one period away is this fraction of typical",
-    "min_repeat_cycles": "shortest repetitive segment reported, in periods",
-    "anomaly_exclusion_s": "a window's own neighbourhood (s), ignored when looking for its best match",
-    "anomaly_z": "robust z-score of the smoothed novelty above which a span is anomalous",
-    "anomaly_smooth_s": "moving-average length (s) applied to the novelty before thresholding",
-    "anomaly_scale_fraction": "floor of the novelty scale, as a fraction of the typical window dissimilarity",
-    "anomaly_min_span_s": "shortest anomalous span reported, seconds",
-    "match_min_span_s": "shortest cross-clip match reported with --joint, seconds",
-    "max_plot_windows": "the similarity image is averaged down to at most this many rows",
-    "seed": "random seed of the shuffles: the same input gives the same output",
-}
-
 
 # ----------------------------------------------------------------------------------------------------------
 # Reading
@@ -156,6 +131,18 @@ def _save_png(path: Path, figure: Any) -> Path:
     return path
 
 
+def json_safe(value: Any) -> Any:
+    """`value` with every NaN or infinite float replaced by None: JSON has no NaN (json.dumps would write
+    the non-standard token NaN, which strict readers reject)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
 def analysis_record(
     analysis: ClipAnalysis, emb_path: Path, params: StructureParams, meta: dict[str, Any] | None
 ) -> dict[str, Any]:
@@ -172,12 +159,15 @@ def analysis_record(
         "change_points_s": analysis.change_points_s,
         "repeats": [dataclasses.asdict(span) for span in analysis.repeats],
         "anomalies": [dataclasses.asdict(span) for span in analysis.anomalies],
+        "anomaly_rule": analysis.anomaly_rule,
+        "cycles": [dataclasses.asdict(cycle) for cycle in analysis.cycles],
+        "cycle_duration_s": duration_summary(analysis.cycles),
         "thresholds": analysis.thresholds,
         "params": dataclasses.asdict(params),
     }
     if meta is not None:
         record["encoder"] = meta
-    return record
+    return json_safe(record)
 
 
 def write_clip_outputs(
@@ -256,8 +246,16 @@ def analyze_clips_jointly(
         "clips": [
             {k: v for k, v in r.items() if k not in ("params", "outputs", "summary")} for r in per_clip
         ],
+        # every clip's cycles, deviations against the medoid of all the worker's cycles
+        "cycles": [
+            {"clip": name, **dataclasses.asdict(cycle)}
+            for name, clip_cycles in zip(names, joint.cycles, strict=True)
+            for cycle in clip_cycles
+        ],
+        "cycle_duration_s": duration_summary([c for clip_cycles in joint.cycles for c in clip_cycles]),
         "params": dataclasses.asdict(params),
     }
+    joint_record = json_safe(joint_record)
     _ensure_dir(common)
     json_path = _save_json(common / "joint_analysis.json", joint_record)
     png_path = _save_png(common / "joint_diagnostics.png", plots.joint_figure(joint, names))
@@ -292,21 +290,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--joint", action="store_true", help="also analyse all clips together (joint_analysis.json/.png)"
     )
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: beside each clip)")
-    for param in dataclasses.fields(StructureParams):
-        parser.add_argument(
-            "--" + param.name.replace("_", "-"),
-            type=type(param.default),
-            default=param.default,
-            help=PARAM_HELP[param.name],
-        )
+    add_options(parser, StructureParams)  # one option per setting, help and default from the field
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    params = StructureParams(**{f.name: getattr(args, f.name) for f in dataclasses.fields(StructureParams)})
 
     def body() -> int:
+        params = validate(from_args(StructureParams, args))
         emb_paths = find_embeddings(args.paths)
         if args.joint:
             result = analyze_clips_jointly(emb_paths, args.out, params)

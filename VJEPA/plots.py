@@ -1,7 +1,7 @@
 """Diagnostic figures of the temporal-structure analysis (matplotlib, Agg backend; no display needed).
 
 One figure per clip, readable in ten seconds: change signal with boundaries, self-similarity, autocorrelation
-with the period, anomaly score with the flagged spans. Every time axis is in mm:ss.
+with the period, anomaly score with the flagged spans, duration of each cycle. Every time axis is in mm:ss.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-from VJEPA.structure import ClipAnalysis, JointAnalysis
+from VJEPA.structure import ClipAnalysis, JointAnalysis, duration_summary
 
 
 def _equalised_norm(similarity: np.ndarray, levels: int = 64) -> mcolors.Normalize:
@@ -65,13 +65,14 @@ def summary_line(analysis: ClipAnalysis) -> str:
 
 
 def clip_figure(analysis: ClipAnalysis, clip_name: str) -> Figure:
-    """The four-panel diagnostic figure of one clip."""
-    fig = plt.figure(figsize=(13, 11), layout="constrained")
-    grid = fig.add_gridspec(3, 2, height_ratios=[1, 1.6, 1], width_ratios=[1, 1.25])
+    """The five-panel diagnostic figure of one clip."""
+    fig = plt.figure(figsize=(13, 13), layout="constrained")
+    grid = fig.add_gridspec(4, 2, height_ratios=[1, 1.6, 1, 0.7], width_ratios=[1, 1.25])
     ax_dist = fig.add_subplot(grid[0, :])
     ax_ssm = fig.add_subplot(grid[1, 0])
     ax_acf = fig.add_subplot(grid[1, 1])
     ax_anom = fig.add_subplot(grid[2, :], sharex=ax_dist)
+    ax_cycles = fig.add_subplot(grid[3, :], sharex=ax_dist)
     fig.suptitle(f"{clip_name}\n{summary_line(analysis)}", fontsize=12)
     ts, stride_s = analysis.ts, analysis.stride_s
     t_end = float(ts[-1] + stride_s)
@@ -132,7 +133,9 @@ def clip_figure(analysis: ClipAnalysis, clip_name: str) -> Figure:
     _time_axis(ax_acf.xaxis)
 
     # 4. Anomaly score with flagged spans and threshold.
-    ax_anom.plot(ts, analysis.anomaly_score, color="0.25", lw=0.9, label="novelty (robust z)")
+    recurrence = analysis.anomaly_rule == "recurrence"
+    score_label = "times over threshold (rarity or novelty z)" if recurrence else "novelty (robust z)"
+    ax_anom.plot(ts, analysis.anomaly_score, color="0.25", lw=0.9, label=score_label)
     ax_anom.axhline(analysis.thresholds["anomaly_score"], color="tab:red", ls="--", lw=1, label="threshold")
     for i, span in enumerate(analysis.anomalies):
         ax_anom.axvspan(
@@ -141,13 +144,47 @@ def clip_figure(analysis: ClipAnalysis, clip_name: str) -> Figure:
     for i, repeat in enumerate(analysis.repeats):
         ax_anom.axvspan(repeat.start_s, repeat.end_s, ymin=0, ymax=0.04, color="tab:green",
                         label="repetitive" if i == 0 else None)  # fmt: skip
-    ax_anom.set_title("4  Anomaly score: 1 - best match outside own neighbourhood", loc="left", fontsize=10)
-    ax_anom.set_xlabel("time (m:ss)")
-    ax_anom.set_ylabel("robust z")
+    title = (
+        "4  Anomaly score: content seen in too few separate places, or no close match nearby"
+        if recurrence
+        else "4  Anomaly score: 1 - best match outside own neighbourhood"
+    )
+    ax_anom.set_title(title, loc="left", fontsize=10)
+    ax_anom.set_ylabel("score / threshold" if recurrence else "robust z")
     _log_scale_above(ax_anom, float(np.nanmax(analysis.anomaly_score)), analysis.thresholds["anomaly_score"])
     ax_anom.legend(loc="upper right", fontsize=8, ncols=4)
     _time_axis(ax_anom.xaxis)
+    _cycle_panel(ax_cycles, analysis)
     return fig
+
+
+def _cycle_panel(ax: plt.Axes, analysis: ClipAnalysis) -> None:
+    """Duration of each cycle at its start time, coloured by its deviation; median and IQR drawn."""
+    cycles = analysis.cycles
+    ax.set_xlabel("time (m:ss)")
+    ax.set_ylabel("cycle duration (s)")
+    if not cycles:
+        ax.set_title("5  Cycle durations: no cycles (no reliable period)", loc="left", fontsize=10)
+        _time_axis(ax.xaxis)
+        return
+    summary = duration_summary(cycles)
+    starts = [c.start_s for c in cycles]
+    widths = [c.duration_s for c in cycles]
+    deviation = np.array([c.deviation for c in cycles])
+    colours = plt.get_cmap("viridis")(deviation / max(float(deviation.max()), 1e-12))
+    ax.bar(starts, widths, width=widths, align="edge", color=colours, edgecolor="white", lw=0.5)
+    median, iqr = summary["median"], summary["iqr"]
+    assert median is not None and iqr is not None  # there are cycles here
+    ax.axhline(median, color="tab:red", lw=1, label=f"median {median:.1f} s")
+    ax.axhspan(median - iqr / 2, median + iqr / 2, color="tab:red", alpha=0.1, label=f"IQR {iqr:.1f} s")
+    ax.set_title(
+        f"5  Cycle durations ({summary['n']} cycles, {summary['min']:.1f} to {summary['max']:.1f} s; "
+        "colour: deviation from the typical cycle, DTW)",
+        loc="left",
+        fontsize=10,
+    )
+    ax.legend(loc="upper right", fontsize=8, ncols=2)
+    _time_axis(ax.xaxis)
 
 
 def joint_figure(joint: JointAnalysis, clip_names: list[str]) -> Figure:

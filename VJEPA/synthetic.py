@@ -63,3 +63,87 @@ def with_anomaly(emb: np.ndarray, start: int, length: int, seed: int) -> np.ndar
     walk = _unit(rng, dim) * 1.5 + random_walk(length, dim, 0.6, rng)
     out[start : start + length] = emb.mean(axis=0) + scale * walk + _noise(rng, length, dim, 0.3 * scale)
     return out.astype(np.float32)
+
+
+def cycle_durations(
+    n: int, period_windows: float, jitter: float, drift: float, rng: np.random.Generator
+) -> np.ndarray:
+    """Cycle lengths (windows) covering n windows: period * (1 + drift * t / n) * (1 + U(-jitter, jitter))."""
+    durations: list[float] = []
+    t = 0.0
+    while t < n + 2 * period_windows:
+        length = period_windows * (1 + drift * t / n) * (1 + jitter * rng.uniform(-1, 1))
+        durations.append(length)
+        t += length
+    return np.array(durations)
+
+
+def _cycle_content(phase: np.ndarray, directions: np.ndarray) -> np.ndarray:
+    """[T] phase in [0, 1) -> [T, D]: a work cycle of 4 sub-actions, each a smooth stretch of the loop
+    plus its own offset, so that a cycle starts with a jump (put the part down, pick the next one)."""
+    loop = np.zeros((len(phase), directions.shape[1]))
+    for harmonic, amplitude in ((1, 1.0), (2, 0.5)):
+        angle = 2 * np.pi * harmonic * phase[:, None]
+        loop += amplitude * (
+            np.cos(angle) * directions[2 * harmonic - 2] + np.sin(angle) * directions[2 * harmonic - 1]
+        )
+    ramp = phase[:, None] * directions[4] * 1.5  # grows through the cycle, resets at the next start
+    return loop + ramp
+
+
+def jittered_cycles(
+    n: int,
+    dim: int,
+    period_windows: float,
+    jitter: float,
+    noise: float,
+    seed: int,
+    drift: float = 0.0,
+    content_drift: float = 0.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cycles of varying length (uniform +-jitter around a period that grows by `drift` over the clip),
+    the content drifting by norm `content_drift` over the clip. Returns (emb [n, dim], starts_s [K]: the
+    true cycle start times inside the clip, s)."""
+    rng = np.random.default_rng(seed)
+    directions = np.stack([_unit(rng, dim) for _ in range(6)])
+    durations = cycle_durations(n, period_windows, jitter, drift, rng)
+    offset = rng.uniform(0, durations[0])  # the clip starts somewhere inside a cycle
+    edges = np.concatenate([[0.0], np.cumsum(durations)]) - offset
+    t = np.arange(n, dtype=np.float64)
+    k = np.searchsorted(edges, t, side="right") - 1
+    phase = (t - edges[k]) / durations[k]
+    content = _cycle_content(phase, directions)
+    content /= np.sqrt(np.mean(np.sum((content - content.mean(0)) ** 2, axis=1)))
+    content += content_drift * (t / n)[:, None] * directions[5]
+    emb = 3.0 * _unit(rng, dim) + content + _noise(rng, n, dim, noise)
+    starts = edges[(edges > 0) & (edges < n)] * STRIDE_S
+    return emb.astype(np.float32), starts
+
+
+def with_recurring_anomaly(
+    emb: np.ndarray, starts: list[int], length: int, seed: int, noise: float = 0.5
+) -> np.ndarray:
+    """Insert one anomalous activity (alike itself, unlike the rest: a slow wander far from the clip's
+    content) at windows [s, s + length) for each s in starts; each occurrence has its own noise."""
+    rng = np.random.default_rng(seed + 20_000)
+    out = emb.copy()
+    dim = emb.shape[1]
+    mean = emb.mean(axis=0)
+    scale = float(np.median(np.linalg.norm(emb - mean, axis=1)))
+    activity = _unit(rng, dim) * 1.5 + random_walk(length, dim, 0.08, rng)
+    for start in starts:
+        out[start : start + length] = mean + scale * (activity + _noise(rng, length, dim, noise))
+    return out.astype(np.float32)
+
+
+def task_change(
+    n: int, dim: int, change_at: int, period_a: float, period_b: float, jitter: float, noise: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cycles of task A until window change_at, then cycles of another task B to the end.
+    Returns (emb [n, dim], starts_s of both tasks' cycles)."""
+    emb_a, starts_a = jittered_cycles(change_at, dim, period_a, jitter, noise, seed)
+    emb_b, starts_b = jittered_cycles(n - change_at, dim, period_b, jitter, noise, seed + 1)
+    # the same scene (offset), another activity: other content, its mean moved by norm 1.5
+    rng = np.random.default_rng(seed + 2)
+    emb_b = emb_b - emb_b.mean(0) + emb_a.mean(0) + 1.5 * _unit(rng, dim).astype(np.float32)
+    return np.concatenate([emb_a, emb_b]), np.concatenate([starts_a, change_at * STRIDE_S + starts_b])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import struct
 import subprocess
@@ -167,3 +168,58 @@ def test_bad_input_through_the_script(tmp_path: Path) -> None:
     assert run.stderr.startswith("error: ") and len(run.stderr.strip().splitlines()) == 1
     assert "NaN" in run.stderr and "encode.py" in run.stderr
     assert not _outputs(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "expected"),
+    [
+        ("--n-surrogates", "-1", "--n-surrogates -1: must be >= 1"),
+        ("--n-surrogates", "0", "--n-surrogates 0: must be >= 1"),
+        ("--max-plot-windows", "0", "--max-plot-windows 0: must be >= 1"),
+        ("--min-period-s", "nan", "--min-period-s nan: must be a finite number"),
+    ],
+)
+def test_bad_setting_is_one_line_and_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], option: str, value: str, expected: str
+) -> None:
+    good = _write_clip(tmp_path, "good", se.pure_noise(40, 16, seed=0), se.timestamps(40))
+    assert cli.main([str(good), option, value]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == [f"error: {expected}"]
+    assert not _outputs(tmp_path)
+
+
+def test_every_setting_has_bounds() -> None:
+    from egoclean.config import spec_of
+
+    for field in dataclasses.fields(StructureParams):
+        spec = spec_of(field)
+        assert spec is not None and spec.help, field.name
+        assert spec.low is not None or spec.choices is not None, f"{field.name} has no lower bound"
+
+
+def test_json_never_holds_nan(tmp_path: Path) -> None:
+    path = _write_clip(tmp_path, "c", se.periodic(80, 32, 9.0, 1.0, seed=0), se.timestamps(80))
+    cli.analyze_clip(path, params=StructureParams(n_surrogates=1))
+    text = (tmp_path / "c_analysis.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    assert cli.json_safe({"a": [float("nan"), 1.0], "b": float("inf")}) == {"a": [None, 1.0], "b": None}
+
+
+def test_cycle_table_in_clip_and_joint_json(tmp_path: Path) -> None:
+    emb_a, truth = se.jittered_cycles(200, 64, 12.0, 0.1, 0.5, seed=3)
+    emb_b, _ = se.jittered_cycles(150, 64, 12.0, 0.1, 0.5, seed=3)
+    paths = [
+        _write_clip(tmp_path, "a", emb_a, se.timestamps(200)),
+        _write_clip(tmp_path, "b", emb_b, se.timestamps(150)),
+    ]
+    assert cli.main([str(p) for p in paths] + ["--joint"]) == 0
+    record = json.loads((tmp_path / "a_analysis.json").read_text())
+    assert record["cycles"], "a periodic clip lists its cycles"
+    assert all(set(c) == {"index", "start_s", "end_s", "duration_s", "deviation"} for c in record["cycles"])
+    spread = record["cycle_duration_s"]
+    assert set(spread) == {"median", "iqr", "min", "max", "n"} and spread["n"] == len(record["cycles"])
+    assert spread["median"] == pytest.approx(float(np.median(np.diff(truth))), abs=2.0)
+    joint = json.loads((tmp_path / "joint_analysis.json").read_text())
+    assert {c["clip"] for c in joint["cycles"]} == {"a", "b"}
+    assert joint["cycle_duration_s"]["n"] == len(joint["cycles"])

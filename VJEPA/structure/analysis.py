@@ -1,0 +1,244 @@
+"""Whole-clip analysis: the order in which the results are derived. Overview: docs/METHODS.md."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable
+
+import numpy as np
+
+from .anomalies import (
+    anomaly_spans,
+    best_matches,
+    distinct_places,
+    merge_spans,
+    recurrence_spans,
+    smoothed_rows,
+)
+from .cycles import cycle_spans, cycle_table
+from .params import StructureParams
+from .period import detect_period, period_lag_range
+from .results import AnomalySpan, ClipAnalysis, PeriodEstimate, RepeatSpan
+from .segments import cycle_starts, repeating_windows, tracked_cycle_starts
+from .signals import (
+    autocorr_centred,
+    centre,
+    change_score,
+    normalize_rows,
+    robust_peaks,
+    runs,
+    similarity_preview,
+    stride_of,
+    typical_dissimilarity,
+)
+
+
+def check_inputs(emb: np.ndarray, ts: np.ndarray) -> None:
+    if emb.ndim != 2 or ts.ndim != 1 or len(emb) != len(ts):
+        raise ValueError(f"expected emb [N, D] and ts [N], got {emb.shape} and {ts.shape}")
+    if len(ts) < 4:
+        raise ValueError(f"need at least 4 windows, got {len(ts)}")
+    if not (np.all(np.isfinite(emb)) and np.all(np.isfinite(ts))):
+        raise ValueError("emb and ts must be finite")
+    if np.any(np.diff(ts) <= 0):
+        raise ValueError("ts must be strictly increasing")
+
+
+PlacesFn = Callable[[int], np.ndarray]  # gap (windows) -> [N] separate places of each window's content
+
+
+def place_gap_windows(period: PeriodEstimate, stride_s: float, params: StructureParams) -> int:
+    """Matches further apart than this are separate places: half a period, else anomaly_place_gap_s."""
+    if period.period_s is not None:
+        return max(1, round(period.best_lag_windows / 2))
+    return max(1, round(params.anomaly_place_gap_s / stride_s))
+
+
+def normal_mask(ts: np.ndarray, anomalies: list[AnomalySpan]) -> np.ndarray:
+    """[N] bool: the windows outside every anomalous span."""
+    normal = np.ones(len(ts), dtype=bool)
+    for span in anomalies:
+        normal[(ts >= span.start_s) & (ts < span.end_s)] = False
+    return normal
+
+
+def analyze_one(
+    u: np.ndarray,
+    ts: np.ndarray,
+    novelty: np.ndarray,
+    params: StructureParams,
+    places_fn: PlacesFn | None = None,
+) -> ClipAnalysis:
+    """Everything but the matching of windows against all others, which needs the other windows (of this
+    clip or of all clips): `novelty` [N] (1 - best match outside the own neighbourhood) and `places_fn`
+    (recurrence rule; None: the nearest rule)."""
+    stride_s = stride_of(ts)
+    n = len(u)
+    # 1. Anomalies: they need no period, and the period must not see them (docs/METHODS.md section 5).
+    delta = typical_dissimilarity(u, params.seed)  # typical 1 - cos of two windows: the scale of floors
+    scale_floor = params.anomaly_scale_fraction * delta
+    score, anomalies, novelty_scale = anomaly_spans(novelty, ts, stride_s, params, scale_floor)
+    nearest_spans = anomalies
+    rule, places, recurrence = "nearest", None, None
+    period_mask = np.zeros(n, dtype=bool)
+    _, _, max_lag = period_lag_range(n, stride_s, params)
+    if params.anomaly_method == "recurrence" and places_fn is not None:
+        # Rough period (all windows) -> places -> rare spans -> masked period -> places again if the
+        # period moved the place gap.
+        period = detect_period(u, stride_s, params)
+        period_mask = np.ones(n, dtype=bool)  # the windows `period` was found from
+        gap = place_gap_windows(period, stride_s, params)
+        recurrence = recurrence_spans(places_fn(gap), ts, stride_s, params)
+        for _ in range(2):
+            if not recurrence.recurrent:
+                break
+            normal = normal_mask(ts, recurrence.spans + nearest_spans)
+            if normal.all():
+                break
+            period, period_mask = detect_period(u, stride_s, params, mask=normal), normal
+            new_gap = place_gap_windows(period, stride_s, params)
+            if new_gap == gap:
+                break
+            gap = new_gap
+            recurrence = recurrence_spans(places_fn(gap), ts, stride_s, params)
+        if recurrence.recurrent:  # else the clip does not repeat enough: the nearest rule stands
+            # Either rule flags a window: the nearest rule sees short one-off spans whose best match
+            # elsewhere is poor, the recurrence rule long and repeated ones. Score: times over threshold.
+            rule, places = "recurrence", recurrence.places
+            score = np.maximum(recurrence.max_places / recurrence.places, score / params.anomaly_z)
+            anomalies = merge_spans(recurrence.spans + nearest_spans, score, ts, stride_s)
+            # A rare span running into the clip's first or last change_halfwidth_s is a lasting change
+            # of activity (reported by the change points) or content cut by the clip's edge.
+            t_first, t_end = float(ts[0]), float(ts[-1] + stride_s)
+            edge_s = params.change_halfwidth_s
+            anomalies = [a for a in anomalies if a.start_s > t_first + edge_s and a.end_s < t_end - edge_s]
+    normal = normal_mask(ts, anomalies)
+    mask = None if normal.all() else normal
+
+    # 2. Signals, and the period from the autocorrelation of the normal windows.
+    distance = (1.0 - np.einsum("ij,ij->i", u[:-1], u[1:])).astype(np.float64)
+    x = centre(u, mask)
+    autocorr = autocorr_centred(x, max_lag, mask)
+    if recurrence is None or not np.array_equal(period_mask, normal):  # else: found from these very windows
+        period = detect_period(u, stride_s, params, autocorr=autocorr, mask=mask)
+
+    # 3. Change points: with a period, each side of the change score spans whole cycles, so that the
+    # content of one cycle averages out and only a change of activity stands out.
+    halfwidth = max(1, round(params.change_halfwidth_s / stride_s))
+    if period.period_s is not None:
+        cycles_per_side = max(1, math.ceil(halfwidth / period.best_lag_windows - 1e-9))
+        halfwidth = max(1, round(cycles_per_side * period.best_lag_windows))
+    change = change_score(u, halfwidth)
+    change_idx, change_threshold = robust_peaks(
+        change, params.robust_z, halfwidth, params.change_min_fraction * delta
+    )
+    gap = max(1, round(params.boundary_min_gap_s / stride_s))
+    peaks, boundary_threshold = robust_peaks(distance, params.robust_z, gap)
+
+    # 4. Per segment between change points, with the segment's own period, else the clip's: cycle starts
+    # (boundaries; without any period, the peaks of the distance), cycles and repeats.
+    repeats: list[RepeatSpan] = []
+    starts_found: list[np.ndarray] = []
+    spans: list[tuple[int, int]] = []
+    valid = normal[:-1] & normal[1:]  # d between two normal windows
+    # Segments: split at the change points that are not an anomaly's edges (an anomaly interrupts the
+    # activity, it does not change it).
+    anomaly_edges = np.flatnonzero(np.diff(normal.astype(np.int8)) != 0)
+    activity_changes = [
+        int(i) for i in change_idx if len(anomaly_edges) == 0 or np.min(np.abs(anomaly_edges - i)) > halfwidth
+    ]
+    edges = [0, *(np.array(activity_changes, dtype=int) + 1).tolist(), n]
+    for lo, hi in itertools.pairwise(edges):
+        seg_normal = normal[lo:hi]
+        if seg_normal.sum() < 2:
+            continue
+        seg_mask = None if seg_normal.all() else seg_normal
+        whole_clip = lo == 0 and hi == n
+        seg_period = period if whole_clip else detect_period(u[lo:hi], stride_s, params, mask=seg_mask)
+        if seg_period.period_s is None:
+            seg_period = period  # fall back to the clip's period, if any
+        if seg_period.period_s is None:
+            continue
+        lag = seg_period.best_lag_windows
+        if params.boundary_method == "tracked":
+            seg_starts = lo + tracked_cycle_starts(
+                u[lo:hi], distance[lo : hi - 1], lag, params.cycle_jitter, valid[lo : hi - 1]
+            )
+            longest = (1 + params.cycle_jitter) * lag
+        else:
+            seg_starts = lo + cycle_starts(distance[lo : hi - 1], lag, boundary_threshold, valid[lo : hi - 1])
+            longest = 1.5 * lag
+        starts_found.append(seg_starts)
+        spans += [(a, b) for a, b in cycle_spans(seg_starts + 1, longest) if normal[a : b + 1].all()]
+        p, seg_x = round(lag), centre(u[lo:hi], seg_mask)
+        if p >= hi - lo:
+            continue
+        r_at_period = float(autocorr_centred(seg_x, p, seg_mask)[p])
+        seg_repeat = repeating_windows(seg_x, lag, r_at_period, params.repeat_fraction) & seg_normal
+        for first, last in runs(seg_repeat):
+            if last - first + 1 >= params.min_repeat_cycles * lag:
+                repeats.append(
+                    RepeatSpan(float(ts[lo + first]), float(ts[lo + last] + stride_s), float(lag * stride_s))
+                )
+    boundary_idx = np.concatenate(starts_found) if starts_found else peaks
+    cycles = cycle_table([u], [ts], [stride_s], [spans])[0]
+
+    thresholds = {
+        "boundary_distance": float(boundary_threshold),
+        "change_score": float(change_threshold),
+        "anomaly_score": float(params.anomaly_z),
+        "anomaly_novelty_scale": float(novelty_scale),
+    }
+    if recurrence is not None and rule == "recurrence":
+        # score = max(max_places / places, z / anomaly_z): 1 = the threshold of either rule
+        thresholds["anomaly_score"] = 1.0
+        thresholds["typical_places"] = recurrence.typical_places
+        thresholds["max_places"] = recurrence.max_places
+    preview, starts = similarity_preview(u, params.max_plot_windows)
+    return ClipAnalysis(
+        ts=ts,
+        stride_s=stride_s,
+        distance=distance,
+        change_score=change,
+        autocorr=autocorr,
+        autocorr_excludes_anomalies=mask is not None,
+        period=period,
+        boundaries_s=[float(ts[i + 1]) for i in boundary_idx],
+        change_points_s=[float(ts[i + 1]) for i in change_idx],
+        repeats=repeats,
+        novelty=novelty,
+        anomaly_rule=rule,
+        anomaly_score=score,
+        places=places,
+        anomalies=anomalies,
+        thresholds=thresholds,
+        similarity_preview=preview,
+        similarity_preview_s=ts[starts],
+        cycles=cycles,
+    )
+
+
+def exclusion_zone_s(ts: np.ndarray, params: StructureParams) -> float:
+    """The exclusion zone, capped at a quarter of the clip so that every window keeps candidates."""
+    duration_s = float(ts[-1] - ts[0]) + stride_of(ts)
+    return min(params.anomaly_exclusion_s, duration_s / 4)
+
+
+def analyze(emb: np.ndarray, ts: np.ndarray, params: StructureParams | None = None) -> ClipAnalysis:
+    """Full analysis of one clip: emb [N, D], ts [N] window start times in seconds."""
+    params = params or StructureParams()
+    emb, ts = np.asarray(emb), np.asarray(ts, dtype=np.float64)
+    check_inputs(emb, ts)
+    u = normalize_rows(emb)
+    clip_ids = np.zeros(len(u), dtype=np.int64)
+    exclusion = np.array([exclusion_zone_s(ts, params)])
+    best, _, _ = best_matches(u, clip_ids, ts, exclusion, 1)
+    smooth = smoothed_rows(u, clip_ids, max(1, round(params.anomaly_smooth_s / stride_of(ts))))
+    return analyze_one(
+        u,
+        ts,
+        1.0 - best.astype(np.float64),
+        params,
+        lambda gap: distinct_places(smooth, clip_ids, ts, exclusion, params.anomaly_match_factor, gap),
+    )

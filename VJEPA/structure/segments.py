@@ -1,0 +1,152 @@
+"""Cycle starts, change points and repeating spans. Definitions: docs/METHODS.md sections 3-4."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.ndimage import uniform_filter1d
+
+from .signals import runs
+
+
+def cycle_starts(
+    distance: np.ndarray, period_windows: float, snap_threshold: float, valid: np.ndarray | None = None
+) -> np.ndarray:
+    """Indices into `distance` of phase-aligned cycle starts.
+
+    A predicted start is moved to the largest d within +-P/4 only if that d exceeds `snap_threshold` (a
+    real event); on a smooth cycle it stays where the phase puts it. valid [N-1] bool (default all True):
+    the d between two normal windows; only those enter the phase fold, and no start is placed elsewhere.
+    """
+    n, p = len(distance), period_windows
+    if n == 0:
+        return np.array([], dtype=int)
+    valid = np.ones(n, dtype=bool) if valid is None else np.asarray(valid, dtype=bool)
+    phases = np.arange(max(round(p), 1))
+    folded = []
+    for ph in phases:
+        idx = np.round(ph + p * np.arange(int((n - 1 - ph) / p) + 1)).astype(int)
+        idx = idx[idx < n]  # rounding, or a segment shorter than the phase, may overshoot
+        idx = idx[valid[idx]]
+        folded.append(distance[idx].mean() if len(idx) else -np.inf)
+    phase = phases[int(np.argmax(folded))]
+    reach = max(1, round(p / 4))
+    candidates = np.where(valid, distance, -np.inf)
+    starts = []
+    for predicted in np.round(phase + p * np.arange(int((n - 1 - phase) / p) + 1)).astype(int):
+        if predicted >= n:
+            continue
+        lo, hi = max(predicted - reach, 0), min(predicted + reach + 1, n)
+        local = lo + int(np.argmax(candidates[lo:hi]))
+        start = local if candidates[local] > snap_threshold else predicted
+        if valid[start]:
+            starts.append(start)
+    return np.unique(np.array(starts, dtype=int))
+
+
+def repeating_windows(
+    x: np.ndarray, period_windows: float, r_at_period: float, fraction: float
+) -> np.ndarray:
+    """[N] bool: window matches the one a period earlier or later (local correlation >= fraction * r(P))."""
+    n, p = len(x), max(round(period_windows), 1)
+    mask = np.zeros(n, dtype=bool)
+    if n <= p or r_at_period <= 0:
+        return mask
+    width = max(p, 3)  # local correlation summed over about one period
+    prod = uniform_filter1d(np.einsum("ij,ij->i", x[:-p], x[p:]).astype(np.float64), width, mode="nearest")
+    sq = np.einsum("ij,ij->i", x, x).astype(np.float64)
+    norm_a = uniform_filter1d(sq[:-p], width, mode="nearest")
+    norm_b = uniform_filter1d(sq[p:], width, mode="nearest")
+    pair_ok = prod / np.sqrt(norm_a * norm_b + 1e-30) >= fraction * r_at_period  # pair (i, i+p)
+    mask[:-p] |= pair_ok
+    mask[p:] |= pair_ok
+    return mask
+
+
+def _robust_z(values: np.ndarray) -> np.ndarray:
+    finite = np.isfinite(values)
+    if not finite.any():
+        return np.zeros_like(values)
+    median = np.median(values[finite])
+    sigma = max(1.4826 * float(np.median(np.abs(values[finite] - median))), 1e-12)
+    return np.where(finite, (values - median) / sigma, -np.inf)
+
+
+TRACK_ROUNDS = 2  # template from the chain, chain from the template
+STEP_PRIOR_Z = 8.0  # penalty (in robust z of the start score) of a cycle one period too long or short
+
+
+def _best_chain(score: np.ndarray, min_step: int, max_step: int, period: float) -> np.ndarray:
+    """Indices t_0 < t_1 < ... maximising sum score[t_k] - STEP_PRIOR_Z * ((t_{k+1} - t_k) / period - 1)^2,
+    with min_step <= t_{k+1} - t_k <= max_step, t_0 < max_step and t_last >= len - max_step (dynamic
+    programming, O(len * max_step)). The prior keeps noise peaks from packing in extra short cycles.
+
+    Positions with score -inf are never chosen; returns [] if no chain exists.
+    """
+    n = len(score)
+    total = np.full(n, -np.inf)
+    previous = np.full(n, -1, dtype=np.int64)
+    for t in range(n):
+        if not np.isfinite(score[t]):
+            continue
+        lo, hi = t - max_step, t - min_step
+        best_prev, arg = -np.inf, -1
+        if hi >= 0:
+            first = max(lo, 0)
+            steps = t - np.arange(first, hi + 1)
+            window = total[first : hi + 1] - STEP_PRIOR_Z * (steps / period - 1.0) ** 2
+            if len(window) and np.isfinite(window.max()):
+                arg = first + int(np.argmax(window))
+                best_prev = window[arg - first]
+        if t < max_step and best_prev < 0:  # may open the chain here
+            best_prev, arg = 0.0, -1
+        if np.isfinite(best_prev):
+            total[t], previous[t] = score[t] + best_prev, arg
+    tail = total[max(n - max_step, 0) :]
+    if not np.isfinite(tail).any():
+        return np.array([], dtype=np.int64)
+    t = max(n - max_step, 0) + int(np.argmax(tail))
+    chain = []
+    while t >= 0:
+        chain.append(t)
+        t = int(previous[t])
+    return np.array(chain[::-1], dtype=np.int64)
+
+
+def tracked_cycle_starts(
+    u: np.ndarray, distance: np.ndarray, period_windows: float, jitter: float, valid: np.ndarray | None = None
+) -> np.ndarray:
+    """Indices into `distance` of cycle starts that follow cycle-to-cycle jitter (docs/METHODS.md section 3).
+
+    u [N, D] unit rows, distance [N-1] consecutive distance (d[i] is the change into window i+1), valid
+    [N-1] bool (default all True): no start where d touches an anomalous window. Cycle starts are a chain
+    of windows each (1 - jitter)P to (1 + jitter)P after the previous one, maximising the summed start
+    score, by dynamic programming over each run of valid windows. The first chain is the phase-folded
+    grid (`cycle_starts`, unsnapped: it pools every cycle, so noise does not move it); then, twice, the
+    start template T (mean of the L = max(2, P/3) windows after each start of the chain) is correlated
+    with every window's next L windows, the score is z(d) + z(that correlation) (robust z; a cycle starts
+    with new content, and looks like the other starts) and the chain is found again.
+    """
+    n, p = len(distance), float(period_windows)
+    valid = np.ones(n, dtype=bool) if valid is None else np.asarray(valid, dtype=bool)
+    min_step = max(1, int(np.floor((1 - jitter) * p)))
+    max_step = max(min_step, int(np.ceil((1 + jitter) * p)))
+    length = max(2, round(p / 3))
+    # First chain: the phase-folded grid (robust to noise: it pools every cycle), unsnapped.
+    starts = cycle_starts(distance, p, np.inf, valid)
+    for _ in range(TRACK_ROUNDS):
+        whole = starts[starts + 1 + length <= len(u)]
+        if len(whole) < 2:
+            break
+        template = np.mean([u[s + 1 : s + 1 + length] for s in whole], axis=0)  # [L, D]
+        # match[i] = mean_l u[i+1+l] . T_l for every start i+1 with L windows after it
+        sims = np.stack([u[1 + lag : n + 2 - length + lag] @ template[lag] for lag in range(length)])
+        match = np.full(n, np.nan)
+        match[: sims.shape[1]] = sims.mean(axis=0)
+        score = _robust_z(distance) + np.nan_to_num(_robust_z(match), neginf=-10.0)
+        found = []
+        for first, last in runs(valid):
+            if last - first + 1 < min_step:
+                continue
+            found.append(first + _best_chain(score[first : last + 1], min_step, max_step, p))
+        starts = np.concatenate(found) if found else np.array([], dtype=np.int64)
+    return starts

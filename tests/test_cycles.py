@@ -1,0 +1,86 @@
+"""Cycle boundaries that follow jittered cycles, the cycle table (durations, DTW deviation), JSON-ready
+duration summary (VJEPA/structure/cycles.py, segments.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from VJEPA import synthetic as se
+from VJEPA.structure import (
+    StructureParams,
+    analyze,
+    analyze_joint,
+    dtw_mean_cost,
+    duration_summary,
+    normalize_rows,
+)
+
+N, DIM = 600, 128
+
+
+def _f1(found: list[float], truth: np.ndarray, tolerance_s: float) -> float:
+    found_arr = np.asarray(found)
+    if len(found_arr) == 0 or len(truth) == 0:
+        return 0.0
+    recall = np.mean([np.min(np.abs(found_arr - t)) <= tolerance_s for t in truth])
+    precision = np.mean([np.min(np.abs(truth - f)) <= tolerance_s for f in found_arr])
+    return 0.0 if recall + precision == 0 else 2 * recall * precision / (recall + precision)
+
+
+@pytest.mark.parametrize("jitter", [0.1, 0.25])
+def test_boundaries_follow_jittered_cycles(jitter: float) -> None:
+    emb, truth = se.jittered_cycles(N, DIM, 15.0, jitter, 1.0, seed=11)
+    result = analyze(emb, se.timestamps(N))
+    assert result.period.period_s == pytest.approx(15.0, rel=0.1)
+    assert _f1(result.boundaries_s, truth, 2.0) >= 0.8
+
+
+def test_grid_baseline_loses_jittered_cycles() -> None:
+    # The rigid phase + k P grid cannot follow 25% jitter for long: the tracked starts do better.
+    emb, truth = se.jittered_cycles(N, DIM, 15.0, 0.25, 1.0, seed=12)
+    tracked = analyze(emb, se.timestamps(N))
+    grid = analyze(emb, se.timestamps(N), StructureParams(boundary_method="grid"))
+    assert _f1(tracked.boundaries_s, truth, 1.0) > _f1(grid.boundaries_s, truth, 1.0)
+
+
+def test_cycle_durations_close_to_truth() -> None:
+    emb, truth = se.jittered_cycles(N, DIM, 20.0, 0.25, 1.0, seed=13)
+    result = analyze(emb, se.timestamps(N))
+    true_durations = np.diff(truth)
+    assert len(result.cycles) >= 0.8 * len(true_durations)
+    for cycle in result.cycles:
+        # each listed cycle matches a true cycle: its start and its end within 2 s of true boundaries
+        k = int(np.argmin(np.abs(truth - cycle.start_s)))
+        assert abs(truth[k] - cycle.start_s) <= 2
+        assert k + 1 < len(truth) and abs(truth[k + 1] - cycle.end_s) <= 2
+        assert cycle.duration_s == pytest.approx(cycle.end_s - cycle.start_s)
+    summary = duration_summary(result.cycles)
+    assert summary["n"] == len(result.cycles)
+    assert summary["median"] == pytest.approx(np.median(true_durations), abs=2.0)
+    assert summary["min"] <= summary["median"] <= summary["max"]
+
+
+def test_slow_cycle_is_not_abnormal_content_but_other_content_is() -> None:
+    rng = np.random.default_rng(0)
+    base = normalize_rows(rng.standard_normal((12, 32)) + 1.0)
+    slow = np.repeat(base, 2, axis=0)  # the same content at half the speed
+    other = normalize_rows(rng.standard_normal((12, 32)) + 1.0)
+    cost = dtw_mean_cost([base, slow, other], base)
+    assert cost[0] == pytest.approx(0.0, abs=1e-6)
+    assert cost[1] == pytest.approx(0.0, abs=1e-6)  # time warp absorbs the slowness
+    assert cost[2] > 0.1
+
+
+def test_summary_of_no_cycles_has_no_nan() -> None:
+    assert duration_summary([]) == {"median": None, "iqr": None, "min": None, "max": None, "n": 0}
+    result = analyze(se.pure_noise(200, 32, seed=1), se.timestamps(200))
+    assert result.period.period_s is None and result.cycles == []
+
+
+def test_joint_cycles_of_every_clip_against_one_template() -> None:
+    a, _ = se.jittered_cycles(300, 64, 15.0, 0.1, 1.0, seed=21)
+    b, _ = se.jittered_cycles(300, 64, 15.0, 0.1, 1.0, seed=21)  # the same task in a second clip
+    joint = analyze_joint([a, b[::-1].copy()], [se.timestamps(300)] * 2)
+    assert len(joint.cycles) == 2
+    assert all(len(c) >= 10 for c in joint.cycles)
