@@ -147,3 +147,9 @@ def task_change(
     rng = np.random.default_rng(seed + 2)
     emb_b = emb_b - emb_b.mean(0) + emb_a.mean(0) + 1.5 * _unit(rng, dim).astype(np.float32)
     return np.concatenate([emb_a, emb_b]), np.concatenate([starts_a, change_at * STRIDE_S + starts_b])
+
+
+def span_iou(a: tuple[float, float], b: tuple[float, float]) -> float:
+    """Intersection over union of two time spans [start, end): how a found span is scored against truth."""
+    overlap = max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
+    return overlap / (max(a[1], b[1]) - min(a[0], b[0]))

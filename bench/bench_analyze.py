@@ -15,11 +15,10 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from VJEPA import synthetic as se
+from VJEPA.structure import analyze, analyze_joint
 
-from VJEPA import synthetic as se  # noqa: E402  (needs the repo root on sys.path)
-from VJEPA.structure import analyze, analyze_joint  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 CLIP_WINDOWS, DIM = 1200, 1024
 JOINT_CLIPS, JOINT_WINDOWS = 10, 2000

@@ -18,14 +18,13 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from egoclean.engine import ScaleSettings
+from egoclean.scale import ScaleResult, run_scale
+from fisheye.sample import SampleClip, SampleSpec, write_sample_hub
+from fisheye.settings import Phase1Settings
+from VJEPA.settings import EncodeSettings
 
-from egoclean.engine import ScaleSettings  # noqa: E402  (needs the repo root on sys.path)
-from egoclean.scale import ScaleResult, run_scale  # noqa: E402
-from fisheye.sample import SampleClip, SampleSpec, write_sample_hub  # noqa: E402
-from fisheye.settings import Phase1Settings  # noqa: E402
-from VJEPA.settings import EncodeSettings  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 WORKERS = (("factory_001", "worker_001"), ("factory_001", "worker_002"), ("factory_002", "worker_001"))
 

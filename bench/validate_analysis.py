@@ -35,11 +35,10 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from VJEPA import synthetic as se
+from VJEPA.structure import StructureParams, analyze, normalize_rows
 
-from VJEPA import synthetic as se  # noqa: E402  (needs the repo root on sys.path)
-from VJEPA.structure import StructureParams, analyze, normalize_rows  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 DIM = 256
 METHODS = {
@@ -161,11 +160,6 @@ def real_footage_case(seed: int = 0) -> Case:
 # Scoring
 
 
-def iou(a: tuple[float, float], b: tuple[float, float]) -> float:
-    inter = max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
-    return inter / (max(a[1], b[1]) - min(a[0], b[0]))
-
-
 def boundary_counts(found: np.ndarray, truth: np.ndarray, tolerance_s: float) -> tuple[int, int, int]:
     """(true positives, found, true) with one-to-one greedy matching within the tolerance."""
     used = np.zeros(len(truth), dtype=bool)
@@ -257,12 +251,14 @@ def score(cases: list[Case], method: Callable[[np.ndarray], Prediction]) -> tupl
                 s[f"b{tol}_true"] += n_true
         if p.anomalies is not None:
             for truth in case.anomalies:
-                best = max((iou(truth, a) for a in p.anomalies), default=0.0)
+                best = max((se.span_iou(truth, a) for a in p.anomalies), default=0.0)
                 s["events"] += 1
                 s["events_found"] += best >= 0.5
                 s["iou_sum"] += best
             s["flagged"] += len(p.anomalies)
-            s["flagged_true"] += sum(any(iou(t, a) >= 0.5 for t in case.anomalies) for a in p.anomalies)
+            s["flagged_true"] += sum(
+                any(se.span_iou(t, a) >= 0.5 for t in case.anomalies) for a in p.anomalies
+            )
             if case.normal:
                 s["normal_minutes"] += minutes
                 s["false_anomalies"] += len(p.anomalies)

@@ -44,12 +44,6 @@ def write_test_clip(path: Path, n_frames: int, width: int = CLIP_WIDTH, height: 
     return path
 
 
-def iou(a: tuple[float, float], b: tuple[float, float]) -> float:
-    """Intersection over union of two time spans [start, end)."""
-    overlap = max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
-    return overlap / (max(a[1], b[1]) - min(a[0], b[0]))
-
-
 def line_centres(gray: np.ndarray, p0: np.ndarray, p1: np.ndarray, half_window: int = 4) -> np.ndarray:
     """Sub-pixel centres of a dark line near the predicted segment p0-p1: darkness-weighted centroids
     of profiles taken across it."""

@@ -12,13 +12,8 @@ from VJEPA.structure import StructureParams, analyze, distinct_places, normalize
 N, DIM, PERIOD = 600, 128, 15.0
 
 
-def _iou(a: tuple[float, float], b: tuple[float, float]) -> float:
-    inter = max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
-    return inter / (max(a[1], b[1]) - min(a[0], b[0]))
-
-
 def _best_iou(truth: tuple[float, float], spans: list) -> float:
-    return max((_iou(truth, (s.start_s, s.end_s)) for s in spans), default=0.0)
+    return max((se.span_iou(truth, (s.start_s, s.end_s)) for s in spans), default=0.0)
 
 
 def _cycles(seed: int, jitter: float = 0.1, noise: float = 1.0) -> np.ndarray:

@@ -16,7 +16,7 @@ import pytest
 
 from egoclean.video import probe
 from fisheye.sample import SampleClip, SampleSpec, write_sample_hub
-from tests.helpers import iou
+from VJEPA.synthetic import span_iou
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = SampleSpec()  # what `bash run.sh` renders
@@ -73,7 +73,7 @@ def test_readme_main_command_runs_both_phases_on_the_sample(tmp_path):
         if clip.anomaly_s is None:
             assert spans == []
         else:  # the known stretch, in window start times
-            assert max(iou(span, clip.anomaly_s) for span in spans) >= 0.5, spans
+            assert max(span_iou(span, clip.anomaly_s) for span in spans) >= 0.5, spans
         diagnostics = folder / f"rectified_clip_{clip.index}_diagnostics.png"
         assert diagnostics.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert str(diagnostics.relative_to(repo)) in log  # the run ends by naming its results

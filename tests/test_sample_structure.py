@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from VJEPA import synthetic as se
 from VJEPA.structure import StructureParams, analyze, consecutive_distance, detect_period
 
 PERIOD_S = 6.0
@@ -51,11 +52,6 @@ def sample_like(n_windows: int, anomaly_s: tuple[float, float] | None, seed: int
     return emb.astype(np.float32), ts
 
 
-def _iou(a: tuple[float, float], b: tuple[float, float]) -> float:
-    inter = max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
-    return inter / (max(a[1], b[1]) - min(a[0], b[0]))
-
-
 def test_generator_is_in_the_sample_regime() -> None:
     emb, ts = sample_like(60, ANOMALY_S)
     d = consecutive_distance(emb)
@@ -73,8 +69,8 @@ def test_period_and_anomaly_in_the_sample_regime() -> None:
     assert len(result.anomalies) == 1
     span = (result.anomalies[0].start_s, result.anomalies[0].end_s)
     # Window starts of the windows overlapping the anomaly: [33 - 2.13, 41) -> windows 31..40.
-    assert _iou(span, (31.0, 41.0)) >= 0.5
-    assert _iou(span, ANOMALY_S) >= 0.5
+    assert se.span_iou(span, (31.0, 41.0)) >= 0.5
+    assert se.span_iou(span, ANOMALY_S) >= 0.5
     assert span[1] <= ANOMALY_S[1] + 2  # the span ends with the anomaly, not at the end of the clip
     # The period needs the anomaly masked: the plain autocorrelation is dominated by the anomalous windows.
     assert detect_period(emb, result.stride_s, StructureParams()).period_s is None

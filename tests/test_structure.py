@@ -20,12 +20,6 @@ from VJEPA.structure import (
     typical_dissimilarity,
 )
 
-
-def _iou(a: tuple[float, float], b: tuple[float, float]) -> float:
-    inter = max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
-    return inter / (max(a[1], b[1]) - min(a[0], b[0]))
-
-
 # ---------------------------------------------------------------- definitions vs direct loops
 
 
@@ -149,7 +143,7 @@ def test_anomalous_span_found(dim: int, period_windows: float, noise: float) -> 
     result = analyze(emb, se.timestamps(240))
     truth = (start * se.STRIDE_S, (start + length) * se.STRIDE_S)
     assert len(result.anomalies) == 1
-    assert _iou((result.anomalies[0].start_s, result.anomalies[0].end_s), truth) >= 0.5
+    assert se.span_iou((result.anomalies[0].start_s, result.anomalies[0].end_s), truth) >= 0.5
     assert result.period.period_s == pytest.approx(period_windows, abs=1.0)  # the anomaly does not hide it
     # No repetitive span runs through the anomaly.
     assert all(r.end_s <= truth[0] + 2 or r.start_s >= truth[1] - 2 for r in result.repeats)
@@ -165,8 +159,8 @@ def test_joint_analysis_finds_shared_segment_across_clips() -> None:
     assert len(joint.matches) == 1
     match = joint.matches[0]
     assert (match.clip_a, match.clip_b) == (0, 1)
-    assert _iou((match.start_a_s, match.end_a_s), (120.0, 170.0)) >= 0.8
-    assert _iou((match.start_b_s, match.end_b_s), (40.0, 90.0)) >= 0.8
+    assert se.span_iou((match.start_a_s, match.end_a_s), (120.0, 170.0)) >= 0.8
+    assert se.span_iou((match.start_b_s, match.end_b_s), (40.0, 90.0)) >= 0.8
 
 
 def test_joint_of_one_clip_equals_single_analysis() -> None:
