@@ -159,7 +159,7 @@ def plane_arrays(frame: av.VideoFrame) -> tuple[np.ndarray, ...]:
     the way through (bench/RESULTS.md, issue 14). Rows keep the frame's line size as their stride.
     """
     return tuple(
-        np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, : plane.width]
+        np.frombuffer(memoryview(plane), np.uint8).reshape(plane.height, plane.line_size)[:, : plane.width]
         for plane in frame.planes
     )
 
