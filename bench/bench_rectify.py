@@ -103,7 +103,7 @@ def stage_cpu_ms(clip: Path, n: int = 150) -> dict[str, float]:
         remap_s = (time.process_time() - t0) / len(frames)
         t0 = time.process_time()
         for i, out in enumerate(outputs):
-            writer.write_frame(out, i)
+            writer.write(out, i)
         writer.close()
         encode_s = (time.process_time() - t0) / len(frames)
     return {"decode": decode_s * 1e3, "remap": remap_s * 1e3, "encode": encode_s * 1e3}

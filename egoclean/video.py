@@ -10,7 +10,7 @@ Public API:
     decode(path) -> Iterator[(index, pts, av.VideoFrame)]   (no copy; plane_arrays(frame) views its planes)
     prefetch(items, depth) -> Iterator       (run a producer such as iter_frames in a background thread)
     VideoWriter(path, width, height, rate, time_base, codec="h264", crf=18, preset="veryfast")
-        .write(array, pts) or, without a copy, .write_frame(frame, pts) of a .new_frame()
+        .write(array, pts) or, without a copy, .write(frame, pts) of a .new_frame()
 """
 
 from __future__ import annotations
@@ -197,8 +197,8 @@ class VideoWriter:
 
     Frames keep the timestamps they are given (`pts` in `time_base` units), so every source frame keeps its
     time, and `color` copies a source's colour tags. `write` takes a yuv420p array [H*3/2, W] uint8 (the
-    planes Y, U, V stacked, as PyAV lays them out)
-    or any other pixel format PyAV converts from.
+    planes Y, U, V stacked, as PyAV lays them out), any other pixel format PyAV converts from, or, with no
+    copy, a yuv420p frame from `new_frame` filled through `plane_arrays`.
     """
 
     def __init__(
@@ -240,23 +240,23 @@ class VideoWriter:
 
     def new_frame(self) -> av.VideoFrame:
         """A blank yuv420p frame of the output size, to fill through `plane_arrays` and hand to
-        `write_frame`: the encoder then takes it without the from_ndarray copy (3 MB per 1080p frame).
+        `write`: the encoder then takes it without the from_ndarray copy (3 MB per 1080p frame).
         A fresh frame each time: the frame must not change while libavcodec may still hold it."""
         return av.VideoFrame(self._stream.width, self._stream.height, "yuv420p")
 
-    def write_frame(self, frame: av.VideoFrame, pts: int) -> None:
-        """Encode one yuv420p PyAV frame of the output size (e.g. from `new_frame`) at `pts`."""
+    def write(self, image: np.ndarray | av.VideoFrame, pts: int, pixel_format: str = "yuv420p") -> None:
+        """Encode one frame at `pts`: an array in `pixel_format` layout (yuv420p [H*3/2, W] or rgb24
+        [H, W, 3]), or a yuv420p PyAV frame of the output size (e.g. from `new_frame`), taken as it is."""
+        if isinstance(image, av.VideoFrame):
+            frame = image
+        else:
+            frame = av.VideoFrame.from_ndarray(image, format=pixel_format)
+            if pixel_format != "yuv420p":
+                frame = frame.reformat(format="yuv420p")
         frame.pts = pts
         frame.time_base = self.time_base
         assert self._container is not None, "write after close"
         self._container.mux(self._stream.encode(frame))
-
-    def write(self, image: np.ndarray, pts: int, pixel_format: str = "yuv420p") -> None:
-        """Encode one frame: `image` in `pixel_format` layout (yuv420p [H*3/2, W] or rgb24 [H, W, 3])."""
-        frame = av.VideoFrame.from_ndarray(image, format=pixel_format)
-        if pixel_format != "yuv420p":
-            frame = frame.reformat(format="yuv420p")
-        self.write_frame(frame, pts)
 
     def close(self) -> None:
         if self._container is None:

@@ -146,7 +146,7 @@ def rectify_video(
     frames, preview = 0, None
     try:
         for pts, rectified, source in stages:
-            writer.write_frame(rectified, pts)
+            writer.write(rectified, pts)
             if source is not None:
                 preview = (yuv420p_to_rgb(source.to_ndarray()), yuv420p_to_rgb(rectified.to_ndarray()))
             frames += 1
