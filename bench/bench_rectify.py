@@ -1,26 +1,32 @@
-"""Phase 1 speed: this project's rectifier against ffmpeg's v360 filter and a plain transcode, in one run.
+"""Phase 1 speed: this project's rectifier against ffmpeg's v360 filter and a plain transcode, in one run,
+on flat and on detailed footage.
 
-    python bench/bench_rectify.py [--seconds 20] [--repeats 3] [--write bench/RESULTS.md]
+    python bench/bench_rectify.py [--seconds 10] [--repeats 3] [--baseline DIR] [--write FILE]
 
-Renders a 1920x1080 30 fps H.265 fisheye clip of the sample scene (cached in bench/out/), then times, each
-`--repeats` times (median reported), with the same encoder settings (libx264, veryfast, CRF 18, yuv420p):
+Three 1920x1080 30 fps H.265 fisheye clips (bench/footage.py, cached in bench/out/): the flat sample scene,
+ffmpeg's testsrc2 pattern and real footage with sensor noise, each seen through the real lens. For each
+clip, interleaved `--repeats` times (median reported), with the same encoder settings (libx264, veryfast,
+CRF 18, yuv420p), each pipeline runs in its own process:
   - egoclean: decode -> yuv420p plane remap -> encode, three overlapped threads (fisheye.rectify)
-  - ffmpeg v360: ffmpeg's fisheye->flat filter (equidistant lens model, no k1..k4) + libx264
+  - egoclean from another checkout (`--baseline DIR`, e.g. `git archive <commit> | tar -x -C DIR`)
+  - ffmpeg v360: ffmpeg's fisheye->flat filter at the lens's true field of view + libx264
   - ffmpeg transcode: decode + libx264 with no rectification: the ceiling for decode-rectify-encode
-  - pyav transcode: the same ceiling through this project's own reader and writer
-and the CPU time per frame of each stage alone (decode, remap, encode), whose sum bounds what two
-cores can do.
-Peak memory (max RSS) of the egoclean run is measured in a child process for two clip lengths.
+Each run reports wall time, CPU time (user + sys of the child) and the cores it kept busy (CPU / wall):
+CPU time is what the shared 2-core build machine distorts least. Then the CPU time per frame of each stage
+alone (decode, remap, encode), whose sum bounds what two cores can do, and the egoclean child's peak
+memory (VmHWM) for two clip lengths.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -28,39 +34,50 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import imageio_ffmpeg
 import numpy as np
+from footage import CLIPS, FPS, H, W
 
-from egoclean.video import VideoWriter, iter_frames, probe
+from egoclean.video import VideoWriter, decode, plane_arrays, probe
 from fisheye.camera import kb_unproject, rectified_camera
-from fisheye.rectify import EncoderSettings, PlaneRemapper, rectify_video
+from fisheye.rectify import PlaneRemapper
 from fisheye.sample import EGOCENTRIC_10K_CALIBRATION as CALIB
-from fisheye.sample import SampleRenderer, moving_boxes
 
-W, H, FPS = 1920, 1080, 30
+ROOT = Path(__file__).resolve().parents[1]
 OUT = Path(__file__).resolve().parent / "out"
 FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
-ENC = EncoderSettings("h264", 18, "veryfast")
+X264 = ["-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-pix_fmt", "yuv420p"]
+# A child that rectifies argv[2] into argv[3] with the code under argv[1] and prints its peak memory (VmHWM,
+# kB). Not ru_maxrss: Linux carries that across exec from the forking parent.
+RECTIFY_CHILD = (
+    "import sys; sys.path.insert(0, sys.argv[1]);"
+    "from fisheye.camera import rectified_camera;"
+    "from fisheye.rectify import rectify_video, EncoderSettings;"
+    "from fisheye.sample import EGOCENTRIC_10K_CALIBRATION as C;"
+    "rectify_video(sys.argv[2], sys.argv[3], C, rectified_camera(C, 1920, 1080),"
+    " EncoderSettings('h264', 18, 'veryfast'));"
+    "print([line.split()[1] for line in open('/proc/self/status') if line.startswith('VmHWM')][0])"
+)
 
 
-def make_clip(path: Path, seconds: float) -> Path:
-    if path.is_file() and probe(path).n_frames == round(seconds * FPS):
-        return path
-    renderer = SampleRenderer(W, H, supersample=1)
-    with VideoWriter(
-        path, W, H, Fraction(FPS), Fraction(1, FPS), codec="h265", crf=22, preset="ultrafast"
-    ) as w:
-        for i in range(round(seconds * FPS)):
-            w.write(renderer.render(moving_boxes(i / FPS, 6.0, (8.0, 11.0))), i, pixel_format="rgb24")
-    return path
+@dataclass(frozen=True)
+class Run:
+    wall_s: float
+    cpu_s: float  # user + sys of the child and all its threads
+    peak_mb: float | None  # the egoclean child's VmHWM
+
+    @property
+    def cores(self) -> float:
+        return self.cpu_s / self.wall_s
 
 
-def timed(fn) -> float:
+def run_child(cmd: list[str]) -> Run:
+    """Run `cmd` to completion; its wall time and CPU time (RUSAGE_CHILDREN grows by exactly this child)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
-def ffmpeg(*args: str) -> None:
-    subprocess.run([FFMPEG, "-v", "error", "-y", *args], check=True)
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip()
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return Run(wall, cpu, int(out) / 1024 if out.isdigit() else None)
 
 
 def v360_fov() -> tuple[float, float]:
@@ -71,129 +88,140 @@ def v360_fov() -> tuple[float, float]:
 
 
 def stage_cpu_ms(clip: Path, n: int = 150) -> dict[str, float]:
-    """CPU milliseconds per frame of each stage run alone (process time, so all threads count)."""
+    """CPU milliseconds per frame of each stage run alone (process time, so all threads count), on the
+    same frames the pipeline moves: decoder frames in, encoder frames out, no array copies."""
     camera = rectified_camera(CALIB, W, H)
     t0 = time.process_time()
-    frames = [f.data for f, _ in zip(iter_frames(clip, "yuv420p"), range(n), strict=False)]
-    decode = (time.process_time() - t0) / len(frames)
+    frames = [frame for (_, _, frame), _ in zip(decode(clip), range(n), strict=False)]
+    decode_s = (time.process_time() - t0) / len(frames)
     remap = PlaneRemapper(CALIB, camera)
-    t0 = time.process_time()
-    out = [remap(f) for f in frames]
-    remap_s = (time.process_time() - t0) / len(frames)
-    t0 = time.process_time()
-    with VideoWriter(
-        OUT / "stage_encode.mp4", W, H, Fraction(FPS), Fraction(1, FPS), "h264", 18, "veryfast"
-    ) as w:
-        for i, f in enumerate(out):
-            w.write(f, i)
-    encode = (time.process_time() - t0) / len(frames)
-    return {"decode": decode * 1e3, "remap": remap_s * 1e3, "encode": encode * 1e3}
+    with VideoWriter(OUT / "stage_encode.mp4", W, H, Fraction(FPS), Fraction(1, FPS)) as writer:
+        outputs = [writer.new_frame() for _ in frames]
+        t0 = time.process_time()
+        for frame, out in zip(frames, outputs, strict=True):
+            remap.remap_planes(plane_arrays(frame), plane_arrays(out))
+        remap_s = (time.process_time() - t0) / len(frames)
+        t0 = time.process_time()
+        for i, out in enumerate(outputs):
+            writer.write(out, i)
+        writer.close()
+        encode_s = (time.process_time() - t0) / len(frames)
+    return {"decode": decode_s * 1e3, "remap": remap_s * 1e3, "encode": encode_s * 1e3}
 
 
-def peak_rss_mb(clip: Path) -> float:
-    """Peak RSS (VmHWM, kB) of a child process that rectifies `clip`. Not ru_maxrss: Linux carries that
-    across exec from the forking parent, whose 1080p rendering would count."""
-    code = (
-        "import sys; sys.path.insert(0, sys.argv[1]);"
-        "from fisheye.camera import rectified_camera;"
-        "from fisheye.rectify import rectify_video, EncoderSettings;"
-        "from fisheye.sample import EGOCENTRIC_10K_CALIBRATION as C;"
-        "rectify_video(sys.argv[2], sys.argv[3], C, rectified_camera(C, 1920, 1080), EncoderSettings());"
-        "print([line.split()[1] for line in open('/proc/self/status') if line.startswith('VmHWM')][0])"
-    )
-    root = str(Path(__file__).resolve().parents[1])
-    out = subprocess.run(
-        [sys.executable, "-c", code, root, str(clip), str(OUT / "rss.mp4")],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    return int(out.strip()) / 1024
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--seconds", type=float, default=20.0)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--write", type=Path, default=None, help="append the table to this markdown file")
-    args = parser.parse_args()
-    OUT.mkdir(exist_ok=True)
-    clip = make_clip(OUT / f"fisheye_{W}x{H}_{args.seconds:g}s.mp4", args.seconds)
-    n = probe(clip).n_frames
+def pipelines(clip: Path, baseline: Path | None) -> dict[str, list[str]]:
+    """The commands timed on `clip`, by name."""
     camera = rectified_camera(CALIB, W, H)
     ih, iv = v360_fov()
     v360 = (
         f"v360=input=fisheye:output=flat:ih_fov={ih:.2f}:iv_fov={iv:.2f}:"
         f"h_fov={camera.hfov_deg:.2f}:v_fov={camera.vfov_deg:.2f}:interp=linear"
     )
-    x264 = ["-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-pix_fmt", "yuv420p"]
-
-    def one_thread(out: Path, remap: PlaneRemapper | None) -> None:
-        """Decode, (remap,) encode stage after stage in one Python thread (each stage may still use its
-        own threads): without remap, our reader/writer's ceiling; with it, what overlapping buys."""
-        info = probe(clip)
-        with VideoWriter(out, W, H, info.rate, info.time_base, "h264", 18, "veryfast") as w:
-            for f in iter_frames(clip, "yuv420p"):
-                w.write(remap(f.data) if remap else f.data, f.pts)
-
-    runs = {
-        "egoclean rectify (decode + remap + encode)": lambda: rectify_video(
-            clip, OUT / "ours.mp4", CALIB, camera, ENC
-        ),
-        "egoclean stages one after another, no pipeline": lambda: one_thread(
-            OUT / "seq.mp4", PlaneRemapper(CALIB, camera)
-        ),
-        "ffmpeg v360 fisheye->flat + libx264": lambda: ffmpeg(
-            "-i", str(clip), "-vf", v360, *x264, str(OUT / "v360.mp4")
-        ),
-        "ffmpeg transcode, no rectification (ceiling)": lambda: ffmpeg(
-            "-i", str(clip), *x264, str(OUT / "plain.mp4")
-        ),
-        "PyAV transcode through our reader/writer, no remap": lambda: one_thread(OUT / "pyav.mp4", None),
+    child = [sys.executable, "-c", RECTIFY_CHILD]
+    cmds = {
+        "egoclean rectify (decode + remap + encode)": [*child, str(ROOT), str(clip), str(OUT / "ours.mp4")]
     }
-    seconds: dict[str, list[float]] = {name: [] for name in runs}
-    stage_runs: list[dict[str, float]] = []
-    for _ in range(args.repeats):  # interleaved, so load changes on this shared machine hit all alike
-        for name, fn in runs.items():
-            seconds[name].append(timed(fn))
-        stage_runs.append(stage_cpu_ms(clip))
-    fps = {name: n / statistics.median(s) for name, s in seconds.items()}
-    stages = {k: statistics.median(r[k] for r in stage_runs) for k in stage_runs[0]}
-    bound_fps = (os.cpu_count() or 1) * 1000 / sum(stages.values())
-    ours = fps["egoclean rectify (decode + remap + encode)"]
-    ceiling = max(
-        fps["ffmpeg transcode, no rectification (ceiling)"],
-        fps["PyAV transcode through our reader/writer, no remap"],
-    )
-    short = make_clip(OUT / "fisheye_1920x1080_10s.mp4", 10.0)
-    rss = {"10 s": peak_rss_mb(short), f"{args.seconds:g} s": peak_rss_mb(clip)}
-
-    lines = [
-        f"### Rectify: {W}x{H} {FPS} fps H.265 fisheye, {n} frames, libx264 veryfast CRF 18, "
-        f"{os.cpu_count()} cores, median of {args.repeats}",
-        "",
-        f"Command: `python bench/bench_rectify.py --seconds {args.seconds:g} --repeats {args.repeats}`",
-        "",
-        "| pipeline | fps (median) | runs (s) | vs ceiling | egoclean vs this |",
-        "| --- | ---: | --- | ---: | ---: |",
+    if baseline:
+        cmds[f"egoclean at --baseline {baseline}"] = [
+            *child,
+            str(baseline),
+            str(clip),
+            str(OUT / "base.mp4"),
+        ]
+    ffmpeg = [FFMPEG, "-v", "error", "-y", "-i", str(clip)]
+    cmds["ffmpeg v360 fisheye->flat (true FOV) + libx264"] = [
+        *ffmpeg,
+        "-vf",
+        v360,
+        *X264,
+        str(OUT / "v360.mp4"),
     ]
-    for name, value in fps.items():
-        runs_s = ", ".join(f"{s:.1f}" for s in seconds[name])
-        lines.append(f"| {name} | {value:.1f} | {runs_s} | {value / ceiling:.2f}x | {ours / value:.2f}x |")
+    cmds["ffmpeg transcode, no rectification (ceiling)"] = [*ffmpeg, *X264, str(OUT / "plain.mp4")]
+    return cmds
+
+
+def table(
+    content: str, clip: Path, runs: dict[str, list[Run]], stages: dict[str, float], repeats: int
+) -> str:
+    n = probe(clip).n_frames
+    ours_name = next(iter(runs))
+    fps = {name: n / statistics.median(r.wall_s for r in rs) for name, rs in runs.items()}
+    lines = [
+        f"#### {content}: {n} frames, median of {repeats}",
+        "",
+        "| pipeline | fps | runs (s) | CPU / frame | cores busy | egoclean vs this |",
+        "| --- | ---: | --- | ---: | ---: | ---: |",
+    ]
+    for name, rs in runs.items():
+        walls = ", ".join(f"{r.wall_s:.1f}" for r in rs)
+        cpu_ms = statistics.median(r.cpu_s for r in rs) / n * 1e3
+        cores = statistics.median(r.cores for r in rs)
+        ratio = fps[ours_name] / fps[name]
+        lines.append(f"| {name} | {fps[name]:.1f} | {walls} | {cpu_ms:.1f} ms | {cores:.2f} | {ratio:.2f}x |")
+    total = sum(stages.values())
+    bound = (os.cpu_count() or 1) * 1000 / total
+    peaks = [r.peak_mb for r in runs[ours_name] if r.peak_mb]
     lines += [
         "",
-        f"CPU time per frame of each stage alone (all threads, median of {args.repeats}): "
+        "CPU per frame of each stage alone: "
         + ", ".join(f"{k} {v:.1f} ms" for k, v in stages.items())
-        + f"; sum {sum(stages.values()):.1f} ms -> bound {bound_fps:.1f} fps on {os.cpu_count()} cores. "
-        f"egoclean reaches {ours / bound_fps:.0%} of that bound.",
-        "",
-        "Peak memory (max RSS) of the egoclean rectifier: "
-        + ", ".join(f"{k} clip {v:.0f} MB" for k, v in rss.items()),
+        + f"; sum {total:.1f} ms -> at most {bound:.1f} fps on {os.cpu_count()} cores"
+        f" (egoclean reaches {fps[ours_name] / bound:.0%}). Peak memory {max(peaks):.0f} MB.",
         "",
     ]
-    text = "\n".join(lines)
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--contents", nargs="+", default=list(CLIPS), choices=list(CLIPS))
+    parser.add_argument("--baseline", type=Path, default=None, help="another checkout to time alongside")
+    parser.add_argument("--write", type=Path, default=None, help="append the tables to this markdown file")
+    args = parser.parse_args()
+    OUT.mkdir(exist_ok=True)
+    clips = {c: CLIPS[c](OUT / f"{c}_{W}x{H}_{args.seconds:g}s.mp4", args.seconds) for c in args.contents}
+    cmds = {c: pipelines(clip, args.baseline) for c, clip in clips.items()}
+    runs: dict[str, dict[str, list[Run]]] = {c: {name: [] for name in cmds[c]} for c in clips}
+    stage_runs: dict[str, list[dict[str, float]]] = {c: [] for c in clips}
+    loads = [os.getloadavg()[0]]
+    for _ in range(args.repeats):  # interleaved, so load changes on this shared machine hit all alike
+        for c, clip in clips.items():
+            for name, cmd in cmds[c].items():
+                runs[c][name].append(run_child(cmd))
+                print(c, name, runs[c][name][-1], flush=True)
+            stage_runs[c].append(stage_cpu_ms(clip))
+            loads.append(os.getloadavg()[0])
+    longer = CLIPS[args.contents[-1]](
+        OUT / f"{args.contents[-1]}_{W}x{H}_{2 * args.seconds:g}s.mp4", 2 * args.seconds
+    )
+    long_run = run_child([sys.executable, "-c", RECTIFY_CHILD, str(ROOT), str(longer), str(OUT / "long.mp4")])
+    text = "\n".join(
+        [
+            f"### Rectify: {W}x{H} {FPS} fps H.265 fisheye, libx264 veryfast CRF 18, {os.cpu_count()} cores",
+            "",
+            f"Command: `python bench/bench_rectify.py --seconds {args.seconds:g} --repeats {args.repeats}"
+            + (f" --baseline {args.baseline}`" if args.baseline else "`")
+            + f"; 1-minute load average {min(loads):.1f} to {max(loads):.1f} during the run.",
+            "",
+            *(
+                table(
+                    c,
+                    clip,
+                    runs[c],
+                    {k: statistics.median(r[k] for r in stage_runs[c]) for k in stage_runs[c][0]},
+                    args.repeats,
+                )
+                for c, clip in clips.items()
+            ),
+            f"Peak memory of egoclean on the {2 * args.seconds:g} s {args.contents[-1]} clip: "
+            f"{long_run.peak_mb:.0f} MB ({long_run.wall_s:.1f} s, {long_run.cores:.2f} cores busy).",
+            "",
+        ]
+    )
     print(text)
     if args.write:
         with open(args.write, "a") as f:

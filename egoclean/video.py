@@ -7,8 +7,10 @@ stays flat whatever the clip length (a 20-minute 1080p clip is ~7.5 GB as RGB).
 Public API:
     probe(path) -> VideoInfo
     iter_frames(path, pixel_format="rgb24", size=None) -> Iterator[Frame]
+    decode(path) -> Iterator[(index, pts, av.VideoFrame)]   (no copy; plane_arrays(frame) views its planes)
     prefetch(items, depth) -> Iterator       (run a producer such as iter_frames in a background thread)
     VideoWriter(path, width, height, rate, time_base, codec="h264", crf=18, preset="veryfast")
+        .write(array, pts) or, without a copy, .write(frame, pts) of a .new_frame()
 """
 
 from __future__ import annotations
@@ -123,16 +125,10 @@ def probe(path: str | Path) -> VideoInfo:
         )
 
 
-def iter_frames(
-    path: str | Path,
-    pixel_format: str = "rgb24",
-    size: tuple[int, int] | None = None,
-    threads: int = 0,
-) -> Iterator[Frame]:
-    """Decode `path` frame by frame, in presentation order.
+def decode(path: str | Path, threads: int = 0) -> Iterator[tuple[int, int, av.VideoFrame]]:
+    """Decode `path` into PyAV frames, in presentation order: (index, pts, frame), with no copy.
 
-    pixel_format: any FFmpeg pixel format PyAV converts to an array ("rgb24", "bgr24", "yuv420p", "gray").
-    size: optional (width, height) to scale to with swscale (bicubic) while converting.
+    Each frame holds one of the decoder's buffers until it is dropped; `plane_arrays` views its planes.
     threads: decoder threads, 0 = FFmpeg's choice. Frame threading is on (FACTS.md section 3: 302 vs 194 fps).
     Raises VideoError if the file cannot be opened or breaks off mid-stream.
     """
@@ -142,16 +138,10 @@ def iter_frames(
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         stream.codec_context.thread_count = threads
-        time_base = stream.time_base or Fraction(1, 90000)
-        width, height = size if size else (None, None)
         index = 0
         try:
             for frame in container.decode(stream):
-                pts = frame.pts if frame.pts is not None else index
-                if size or frame.format.name != pixel_format:
-                    # one swscale thread: 2.4 ms vs 4.2 ms per 1080p rgb24 frame with FFmpeg's default
-                    frame = frame.reformat(width=width, height=height, format=pixel_format, threads=1)
-                yield Frame(index=index, pts=pts, time_s=float(pts * time_base), data=frame.to_ndarray())
+                yield index, frame.pts if frame.pts is not None else index, frame
                 index += 1
         except av.FFmpegError as err:
             raise VideoError(
@@ -162,13 +152,53 @@ def iter_frames(
         container.close()
 
 
+def plane_arrays(frame: av.VideoFrame) -> tuple[np.ndarray, ...]:
+    """Writable numpy views [height, width] of each plane of a planar 8-bit `frame` (yuv420p: Y, U, V).
+
+    Views, not copies: a 1080p yuv420p frame is 3 MB, and to_ndarray/from_ndarray copy it once each on
+    the way through (bench/RESULTS.md, issue 14). Rows keep the frame's line size as their stride.
+    """
+    return tuple(
+        np.frombuffer(memoryview(plane), np.uint8).reshape(plane.height, plane.line_size)[:, : plane.width]
+        for plane in frame.planes
+    )
+
+
+def iter_frames(
+    path: str | Path,
+    pixel_format: str = "rgb24",
+    size: tuple[int, int] | None = None,
+    threads: int = 0,
+) -> Iterator[Frame]:
+    """Decode `path` frame by frame, in presentation order, as numpy arrays.
+
+    pixel_format: any FFmpeg pixel format PyAV converts to an array ("rgb24", "bgr24", "yuv420p", "gray").
+    size: optional (width, height) to scale to with swscale (bicubic) while converting.
+    threads: decoder threads, 0 = FFmpeg's choice.
+    Raises VideoError if the file cannot be opened or breaks off mid-stream.
+    """
+    for index, pts, frame in decode(path, threads):
+        time_base = frame.time_base or Fraction(1, 90000)  # PyAV gives decoded frames the stream's
+        data = converted(frame, pixel_format, size).to_ndarray()
+        yield Frame(index=index, pts=pts, time_s=float(pts * time_base), data=data)
+
+
+def converted(frame: av.VideoFrame, pixel_format: str, size: tuple[int, int] | None = None) -> av.VideoFrame:
+    """`frame` in `pixel_format` (and scaled to `size`, (width, height), bicubic); itself if it already is."""
+    if not size and frame.format.name == pixel_format:
+        return frame
+    width, height = size if size else (None, None)
+    # one swscale thread: 2.4 ms vs 4.2 ms per 1080p rgb24 frame with FFmpeg's default
+    return frame.reformat(width=width, height=height, format=pixel_format, threads=1)
+
+
 class VideoWriter:
     """Encode frames to an MP4 that plays in a browser: yuv420p, `faststart` (index at the front).
 
     Frames keep the timestamps they are given (`pts` in `time_base` units), so every source frame keeps its
     time, and `color` copies a source's colour tags. `write` takes a yuv420p array [H*3/2, W] uint8 (the
-    planes Y, U, V stacked, as PyAV lays them out)
-    or any other pixel format PyAV converts from.
+    planes Y, U, V stacked, as PyAV lays them out), any other pixel format PyAV converts from, or, with no
+    copy, a yuv420p frame from `new_frame` filled through `plane_arrays`.
     """
 
     def __init__(
@@ -208,11 +238,21 @@ class VideoWriter:
             stream.codec_tag = "hvc1"  # Apple players and browsers want hvc1, not FFmpeg's default hev1
         self._stream = stream
 
-    def write(self, image: np.ndarray, pts: int, pixel_format: str = "yuv420p") -> None:
-        """Encode one frame: `image` in `pixel_format` layout (yuv420p [H*3/2, W] or rgb24 [H, W, 3])."""
-        frame = av.VideoFrame.from_ndarray(image, format=pixel_format)
-        if pixel_format != "yuv420p":
-            frame = frame.reformat(format="yuv420p")
+    def new_frame(self) -> av.VideoFrame:
+        """A blank yuv420p frame of the output size, to fill through `plane_arrays` and hand to
+        `write`: the encoder then takes it without the from_ndarray copy (3 MB per 1080p frame).
+        A fresh frame each time: the frame must not change while libavcodec may still hold it."""
+        return av.VideoFrame(self._stream.width, self._stream.height, "yuv420p")
+
+    def write(self, image: np.ndarray | av.VideoFrame, pts: int, pixel_format: str = "yuv420p") -> None:
+        """Encode one frame at `pts`: an array in `pixel_format` layout (yuv420p [H*3/2, W] or rgb24
+        [H, W, 3]), or a yuv420p PyAV frame of the output size (e.g. from `new_frame`), taken as it is."""
+        if isinstance(image, av.VideoFrame):
+            frame = image
+        else:
+            frame = av.VideoFrame.from_ndarray(image, format=pixel_format)
+            if pixel_format != "yuv420p":
+                frame = frame.reformat(format="yuv420p")
         frame.pts = pts
         frame.time_base = self.time_base
         assert self._container is not None, "write after close"

@@ -12,15 +12,16 @@ Public API:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import av
 import cv2
 import numpy as np
 
 from egoclean.errors import VideoError
-from egoclean.video import Frame, VideoInfo, VideoWriter, iter_frames, prefetch, probe
+from egoclean.video import VideoInfo, VideoWriter, converted, decode, plane_arrays, prefetch, probe
 from fisheye.camera import FisheyeCalibration, PinholeCamera, yuv420_plane_maps
 
 QUEUE_FRAMES = 8  # frames buffered between stages: enough to absorb jitter, small enough to keep memory flat
@@ -71,12 +72,16 @@ class PlaneRemapper:
                 f"got {yuv.shape}"
             )
         out = np.empty((H * 3 // 2, W), np.uint8) if out is None else out
-        y, u, v = self.planes(yuv, *self.src_size)
-        oy, ou, ov = self.planes(out, W, H)
+        self.remap_planes(self.planes(yuv, *self.src_size), self.planes(out, W, H))
+        return out
+
+    def remap_planes(self, src: Sequence[np.ndarray], dst: Sequence[np.ndarray]) -> None:
+        """Remap source planes (Y, U, V; rows may be strided, e.g. a PyAV frame's) into `dst`'s planes."""
+        y, u, v = src
+        oy, ou, ov = dst
         cv2.remap(y, self.y_map_x, self.y_map_y, cv2.INTER_LINEAR, dst=oy, borderValue=BLACK_Y)
         cv2.remap(u, self.c_map_x, self.c_map_y, cv2.INTER_LINEAR, dst=ou, borderValue=NEUTRAL_UV)
         cv2.remap(v, self.c_map_x, self.c_map_y, cv2.INTER_LINEAR, dst=ov, borderValue=NEUTRAL_UV)
-        return out
 
 
 def output_color(source: VideoInfo) -> tuple[int, int, int, int]:
@@ -112,15 +117,6 @@ def rectify_video(
         )
     remap = PlaneRemapper(calib.scaled_to(info.width, info.height), camera)
     preview_index = info.n_frames // 2
-
-    def remap_frames(frames: Iterator[Frame]) -> Iterator[tuple[int, np.ndarray, np.ndarray | None]]:
-        """(pts, rectified yuv420p, the source yuv420p for the preview frame only: nothing else is held)"""
-        for frame in frames:
-            yield frame.pts, remap(frame.data), frame.data if frame.index == preview_index else None
-
-    # three stages on three threads: decode | remap | encode (here)
-    stages = prefetch(remap_frames(prefetch(iter_frames(src, "yuv420p"), QUEUE_FRAMES)), QUEUE_FRAMES)
-    frames, preview = 0, None
     writer = VideoWriter(
         dst,
         camera.width,
@@ -132,11 +128,27 @@ def rectify_video(
         preset=encoder.preset,
         color=output_color(info),
     )
+
+    def remap_frames(
+        frames: Iterator[tuple[int, int, av.VideoFrame]],
+    ) -> Iterator[tuple[int, av.VideoFrame, av.VideoFrame | None]]:
+        """(pts, rectified frame, the source frame for the preview frame only: nothing else is held).
+        The remap reads the decoder's frame and writes the encoder's frame in place: no to_ndarray or
+        from_ndarray copy (2 x 3 MB per 1080p frame; bench/RESULTS.md, issue 14)."""
+        for index, pts, frame in frames:
+            source = converted(frame, "yuv420p")
+            rectified = writer.new_frame()
+            remap.remap_planes(plane_arrays(source), plane_arrays(rectified))
+            yield pts, rectified, source if index == preview_index else None
+
+    # three stages on three threads: decode | remap | encode (here)
+    stages = prefetch(remap_frames(prefetch(decode(src), QUEUE_FRAMES)), QUEUE_FRAMES)
+    frames, preview = 0, None
     try:
-        for pts, yuv, source_yuv in stages:
-            writer.write(yuv, pts)
-            if source_yuv is not None:
-                preview = (yuv420p_to_rgb(source_yuv), yuv420p_to_rgb(yuv))
+        for pts, rectified, source in stages:
+            writer.write(rectified, pts)
+            if source is not None:
+                preview = (yuv420p_to_rgb(source.to_ndarray()), yuv420p_to_rgb(rectified.to_ndarray()))
             frames += 1
             if progress and frames % 10 == 0:
                 progress(10)
