@@ -30,8 +30,6 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 import imageio_ffmpeg
 import numpy as np
 from footage import CLIPS, FPS, H, W
