@@ -83,3 +83,12 @@ def visible_line_centres(gray: np.ndarray, camera, lines_3d, min_points: int = 1
         centres = line_centres(gray, p0, p1)
         if len(centres) >= min_points:
             yield (a, b), p0, p1, centres
+
+
+def sample_hub(tmp_path_factory, spec, name: str = "hub") -> Path:
+    """A fresh folder laid out like the Hub, holding the synthetic worker `spec` (fisheye.sample)."""
+    from fisheye.sample import write_sample_hub
+
+    root = tmp_path_factory.mktemp(name)
+    write_sample_hub(root, spec)
+    return root

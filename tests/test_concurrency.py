@@ -14,6 +14,7 @@ import pytest
 
 from egoclean.video import probe
 from fisheye.sample import SampleClip, SampleSpec, write_sample_hub
+from tests.helpers import sample_hub
 
 REPO = Path(__file__).resolve().parents[1]
 SPEC = SampleSpec(
@@ -23,9 +24,7 @@ SPEC = SampleSpec(
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("hub")
-    write_sample_hub(root, SPEC)
-    return root
+    return sample_hub(tmp_path_factory, SPEC)
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from egoclean.video import probe
-from fisheye.sample import SampleClip, SampleSpec, write_sample_hub
+from fisheye.sample import SampleClip, SampleSpec
+from tests.helpers import sample_hub
 from VJEPA.synthetic import span_iou
 
 REPO = Path(__file__).resolve().parents[1]
@@ -136,9 +137,7 @@ def snapshot(folder: Path, root: Path) -> dict[str, object]:
 
 @pytest.fixture(scope="module")
 def small_hub(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("small-hub")
-    write_sample_hub(root, SMALL)
-    return root
+    return sample_hub(tmp_path_factory, SMALL, "small-hub")
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,7 @@ from fisheye.sample import SampleClip, SampleSpec, write_sample_hub
 from fisheye.settings import Phase1Settings
 from fisheye.sources import HubSource, LocalSource
 from tests.fake_hub import FakeHub
+from tests.helpers import sample_hub
 
 SPEC = SampleSpec(
     width=192,
@@ -32,9 +33,7 @@ WORKER_DIR = Path("factory_001/workers/worker_001")
 
 @pytest.fixture(scope="module")
 def hub_master(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("hub")
-    write_sample_hub(root, SPEC)
-    return root
+    return sample_hub(tmp_path_factory, SPEC)
 
 
 @pytest.fixture
