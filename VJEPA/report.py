@@ -48,8 +48,6 @@ from egoclean.layout import (
 )
 from egoclean.video import frame_at, probe
 
-REPORT_NAME = REPORT_FILE
-JOINT_NAME = JOINT_ANALYSIS_FILE
 THUMB_DIR = "report_thumbs"
 RESUME_ONLY_FACTS = ("source_size", "source_mtime_ns")
 MAX_SSM = 200  # cells a side of the similarity image in the page
@@ -312,7 +310,7 @@ def write_report(folder: Path, clip_records: list[dict], joint_record: dict | No
     names = [c["name"] for c in clips]
     data = {"folder": folder.resolve().name, "clips": clips, "joint": joint_data(joint_record, names)}
     title = f"EgoClean report: {_worker_title(folder)}"
-    path = folder / REPORT_NAME
+    path = folder / REPORT_FILE
     with atomic_output(path) as tmp:
         tmp.write_text(render_page(title, data), encoding="utf-8")
     return path
@@ -334,12 +332,12 @@ def read_folder(folder: Path) -> tuple[list[dict[str, Any]], dict[str, Any] | No
         raise InputError(f"{folder}: no such folder; give the folder analyze.py wrote to")
     records = []
     for path in sorted(folder.glob(f"*{ANALYSIS_SUFFIX}"), key=lambda p: natural_key(p.name)):
-        if path.name == JOINT_NAME:
+        if path.name == JOINT_ANALYSIS_FILE:
             continue
         records.append(_read_json(path))
     if not records:
         raise InputError(f"{folder}: no *{ANALYSIS_SUFFIX} file; run python VJEPA/analyze.py {folder} first")
-    joint_path = folder / JOINT_NAME
+    joint_path = folder / JOINT_ANALYSIS_FILE
     return records, _read_json(joint_path) if joint_path.is_file() else None
 
 

@@ -236,18 +236,3 @@ def from_args(cls: type[T], args: argparse.Namespace, **overrides: Any) -> T:
     """Build `cls` from parsed arguments: fields present in `args` (or overrides), defaults for the rest."""
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}  # type: ignore[arg-type]
     return cls(**(values | overrides))
-
-
-def settings_dict(settings: Any) -> dict[str, Any]:
-    """A JSON-ready dict of a settings object (Paths as strings)."""
-
-    def plain(value: Any) -> Any:
-        if isinstance(value, Path):
-            return str(value)
-        if isinstance(value, (list, tuple)):
-            return [plain(v) for v in value]
-        if isinstance(value, dict):
-            return {k: plain(v) for k, v in value.items()}
-        return value
-
-    return {k: plain(v) for k, v in dataclasses.asdict(settings).items()}

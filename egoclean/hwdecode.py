@@ -21,11 +21,6 @@ from egoclean.errors import VideoError
 DECODE_MODES = ("auto", "cpu", "cuda")
 
 
-def nvdec_available() -> bool:
-    """Whether FFmpeg in this PyAV build lists a CUDA hardware device type at all (not whether one works)."""
-    return "cuda" in av.codec.hwaccel.hwdevices_available()
-
-
 def open_for_decode(path: str | Path, decode: str = "auto") -> tuple[av.container.InputContainer, str]:
     """Open `path` for decoding on NVDEC when `decode` is cuda (required) or auto (if it works here), on the
     CPU otherwise. Returns the container and the decoder chosen, for the manifest."""

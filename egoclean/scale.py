@@ -32,14 +32,15 @@ from typing import Any
 from egoclean.engine import Row, ScaleSettings, Stages, ensure_ray, run_local, run_ray
 from egoclean.errors import EgoCleanError, FetchError, SettingError
 from egoclean.files import check_writable
-from egoclean.layout import list_embeddings
+from egoclean.layout import list_embeddings, rectified_name
 from egoclean.locks import FileLock, new_run_id
 from egoclean.progress import Progress
 from egoclean.records import FAILED, write_record
 from fisheye.camera import load_calibration
-from fisheye.dataset import WorkerRef, parse_sidecar
+from fisheye.dataset import CALIBRATION_FILE, WorkerRef, parse_sidecar
 from fisheye.pipeline import (
     WorkerContext,
+    fetch_calibration,
     finished_clips,
     open_source,
     rectify_stage,
@@ -152,7 +153,7 @@ def fetch_shard(job: Job, row: Row) -> list[Row]:
             "key": f"{clip.index:05d}",
             "clip_name": clip.name,
             "video_path": str(clip.video_path),
-            "output": f"rectified_clip_{clip.index}.mp4",
+            "output": rectified_name(clip.index),
         }
         for clip in clips
     ]
@@ -168,7 +169,7 @@ def rectify_clip(job: Job, row: Row) -> Row:
     def rectify() -> str:
         sidecar = parse_sidecar(video.with_suffix(".json").read_bytes(), str(video.with_suffix(".json")))
         clip = ExtractedClip(int(row["key"]), row["clip_name"], video, sidecar, row["shard"])
-        calib = load_calibration(Path(row["staging"]) / "intrinsics.json")
+        calib = load_calibration(Path(row["staging"]) / CALIBRATION_FILE)
         return rectify_stage(clip, WorkerContext(calib, settings, folder, Progress()), job.run_id, wait=True)
 
     try:
@@ -260,7 +261,7 @@ def plan(job: Job, source: ShardSource, progress: Progress) -> list[WorkerPlan]:
             shards = []
         staging, lock = run_staging(folder, job.run_id)
         if shards:
-            source.fetch_intrinsics(worker, staging)
+            fetch_calibration(source, settings, staging)
         plans.append(WorkerPlan(settings, folder, staging, lock, shards))
         progress.log(f"plan: {worker}: {len(shards)} shard(s), {len(done)} clip(s) already done")
     return plans

@@ -65,8 +65,7 @@ def prepare_sample(out: Path, progress: Progress) -> Path:
     """Render the built-in sample into OUT/hub once; later runs reuse it. Returns that Hub-shaped folder."""
     hub = out / "hub"
     spec = SampleSpec()
-    worker_dir = hub / spec.factory / "workers" / spec.worker
-    if not (worker_dir / CAMERA_FILE).is_file():
+    if not (hub / spec.worker_ref.hub_dir / CALIBRATION_FILE).is_file():  # written last: the sample is whole
         total = sum(round(c.duration_s * spec.fps) for c in spec.clips)
         write_sample_hub(hub, spec, progress.frames_bar("render sample", total))
     return hub
@@ -378,13 +377,7 @@ def _run_phase1(settings: Phase1Settings, source: ShardSource, progress: Progres
         known_shards: dict = {}
         with contextlib.suppress(OSError, ValueError, AttributeError):
             known_shards = json.loads((folder / MANIFEST_FILE).read_text()).get("shards", {})
-        calib = load_calibration(
-            source.fetch_intrinsics(worker, staging), source.origin(worker, CALIBRATION_FILE)
-        )
-        # The view is checked against the lens at its calibrated size (every dataset clip's size) before
-        # any shard is downloaded: a --hfov that would be mostly black fails in seconds, not after 1 GB.
-        plausible_camera(calib, (calib.width, calib.height), settings.hfov_deg)
-        ctx = WorkerContext(calib, settings, folder, progress)
+        ctx = WorkerContext(fetch_calibration(source, settings, staging), settings, folder, progress)
         shards = source.list_shards(worker)
         progress.log(f"{worker.factory}/{worker.worker}: {len(shards)} shard(s) on {described}")
         found: set[int] = set()
@@ -443,6 +436,18 @@ def finish_clip(clip: ExtractedClip, done: set[int]) -> None:
     done.add(clip.index)
     clip.video_path.unlink(missing_ok=True)
     clip.video_path.with_suffix(".json").unlink(missing_ok=True)
+
+
+def fetch_calibration(source: ShardSource, settings: Phase1Settings, staging: Path) -> FisheyeCalibration:
+    """The worker's lens, copied into `staging` and checked; errors name the file the user can fix. The view
+    is checked against the lens at its calibrated size (every dataset clip's size) before any shard is
+    downloaded: a --hfov that would be mostly black fails in seconds, not after a 1 GB download."""
+    worker = settings.worker_ref
+    calib = load_calibration(
+        source.fetch_intrinsics(worker, staging), source.origin(worker, CALIBRATION_FILE)
+    )
+    plausible_camera(calib, (calib.width, calib.height), settings.hfov_deg)
+    return calib
 
 
 def plausible_camera(
