@@ -17,20 +17,31 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
+import av
 import numpy as np
 
 from egoclean.cli import EXIT_ERROR, run_main
 from egoclean.config import HelpFormatter, add_options, from_args, validate
 from egoclean.errors import EgoCleanError, InputError, VideoError
 from egoclean.files import save_npy, write_json
+from egoclean.hwdecode import iter_rgb_tensors, pick_decoder
 from egoclean.layout import embedding_paths, list_clips
 from egoclean.progress import Progress, terminal_progress
-from egoclean.video import iter_frames, prefetch, probe
-from VJEPA.embedder import Encoder, auto_batch_size, embed_frames, load_encoder, model_description
+from egoclean.video import Feeder, Frame, VideoInfo, converted, iter_frames, prefetch, probe
+from VJEPA.embedder import (
+    Encoder,
+    ModelError,
+    WindowEmbeddings,
+    auto_batch_size,
+    embed_frames,
+    load_encoder,
+    model_description,
+)
 from VJEPA.settings import EncodeSettings
 from VJEPA.windows import dropped_tail_frames, span_frames, stride_frames_for, window_count
 
@@ -71,6 +82,93 @@ def outputs_match(paths: tuple[Path, Path, Path], expected: dict[str, object]) -
     return all(written.get(key) == expected[key] for key in RESUME_KEYS)
 
 
+def clip_facts(video_path: Path, info: VideoInfo, encoder: Encoder, settings: EncodeSettings) -> dict:
+    """What the JSON sidecar says before any frame is embedded: model, windows and the clip's identity
+    (its size and mtime, which resume compares)."""
+    stat = video_path.stat()
+    return {
+        **model_description(encoder),
+        "window": settings.window,
+        "frame_step": settings.frame_step,
+        "span_frames": span_frames(settings.window, settings.frame_step),
+        "stride_s": settings.stride_s,
+        "stride_frames": stride_frames_for(settings.stride_s, info.fps),
+        "crop": settings.crop,
+        "fps": info.fps,
+        "source": str(video_path),
+        "source_size": stat.st_size,
+        "source_mtime_ns": stat.st_mtime_ns,
+    }
+
+
+def embed_clip_frames(
+    encoder: Encoder,
+    frames: Iterable[Frame],
+    settings: EncodeSettings,
+    fps: float,
+    n_frames_expected: int,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[WindowEmbeddings, int]:
+    """Embed one clip's frames (rgb24, in order); returns the windows and the batch size used.
+    `progress(windows_done, windows_expected)` after each batch."""
+    stride_frames = stride_frames_for(settings.stride_s, fps)
+    n_views = 3 if settings.crop == "three" else 1
+    batch_size = settings.batch_size or auto_batch_size(encoder, settings.window, n_views)
+    expected_windows = window_count(n_frames_expected, settings.window, stride_frames, settings.frame_step)
+    done = 0
+
+    def on_batch(n: int) -> None:
+        nonlocal done
+        done += n
+        if progress is not None:
+            progress(done, expected_windows)
+
+    result = embed_frames(
+        encoder,
+        frames,
+        settings.window,
+        stride_frames,
+        settings.frame_step,
+        settings.crop,  # type: ignore[arg-type]
+        batch_size,
+        progress=on_batch,
+    )
+    return result, batch_size
+
+
+def save_clip_embeddings(
+    video_path: Path,
+    info: VideoInfo,
+    paths: tuple[Path, Path, Path],
+    facts: dict,
+    result: WindowEmbeddings,
+    batch_size: int,
+) -> EncodeResult:
+    """Check the frames embedded against the container's count, then write the three outputs."""
+    n_frames = result.stats.n_frames
+    if info.n_frames and abs(n_frames - info.n_frames) > MAX_FRAME_COUNT_GAP:
+        raise VideoError(
+            f"{video_path}: decoded {n_frames} frames but the container says {info.n_frames}; the file is "
+            "truncated or damaged: rerun phase 1 for this clip (nothing was written)"
+        )
+    if len(result.embeddings) == 0:
+        raise VideoError(
+            f"{video_path}: {n_frames} frames, shorter than one window of {facts['span_frames']} frames"
+        )
+    window, stride_frames, frame_step = facts["window"], facts["stride_frames"], facts["frame_step"]
+    facts = facts | {
+        "batch_size": batch_size,
+        "n_frames": n_frames,
+        "n_windows": len(result.embeddings),
+        "dropped_tail_frames": dropped_tail_frames(n_frames, window, stride_frames, frame_step),
+        "embedding_dim": int(result.embeddings.shape[1]),
+        "frame_width": result.stats.width,
+        "frame_height": result.stats.height,
+    }
+    write_outputs(paths, result.embeddings.astype(np.float32), result.start_times_s.astype(np.float64), facts)
+    return EncodeResult(video_path, *paths, n_windows=len(result.embeddings), skipped=False)
+
+
 def encode_clip(
     video_path: str | Path,
     encoder: Encoder,
@@ -84,72 +182,87 @@ def encode_clip(
     written. Nothing appears under a final name unless all three outputs are complete.
     """
     video_path = Path(video_path)
-    out_dir = Path(out_dir) if out_dir is not None else None
     info = probe(video_path)
-    stride_frames = stride_frames_for(settings.stride_s, info.fps)
-    span = span_frames(settings.window, settings.frame_step)
-    paths = embedding_paths(video_path, out_dir)
-    stat = video_path.stat()
-    facts: dict[str, object] = {
-        **model_description(encoder),
-        "window": settings.window,
-        "frame_step": settings.frame_step,
-        "span_frames": span,
-        "stride_s": settings.stride_s,
-        "stride_frames": stride_frames,
-        "crop": settings.crop,
-        "fps": info.fps,
-        "source": str(video_path),
-        "source_size": stat.st_size,
-        "source_mtime_ns": stat.st_mtime_ns,
-    }
+    paths = embedding_paths(video_path, None if out_dir is None else Path(out_dir))
+    facts = clip_facts(video_path, info, encoder, settings) | {"frames_from": "decoded clip"}
     if not settings.force and outputs_match(paths, facts):
         return EncodeResult(video_path, *paths, n_windows=len(np.load(paths[1])), skipped=True)
+    span = span_frames(settings.window, settings.frame_step)
     if info.n_frames and info.n_frames < span:  # the container's count: fail before loading any frame
         raise VideoError(f"{video_path}: {info.n_frames} frames, shorter than one window of {span} frames")
+    decoder = pick_clip_decoder(video_path, settings.decode, encoder)
+    if decoder == "cuda":  # NVDEC: frames stay on the GPU, converted to RGB there (egoclean.yuv_torch)
+        frames: Iterable[Frame] = prefetch(iter_rgb_tensors(video_path, "cuda"), 2)  # NVDEC's pool is small
+    else:
+        frames = prefetch(iter_frames(video_path, pixel_format="rgb24"))  # decode in a thread
+    result, batch_size = embed_clip_frames(encoder, frames, settings, info.fps, info.n_frames, progress)
+    return save_clip_embeddings(video_path, info, paths, facts | {"decoder": decoder}, result, batch_size)
 
-    n_views = 3 if settings.crop == "three" else 1
-    batch_size = settings.batch_size or auto_batch_size(encoder, settings.window, n_views)
-    expected_windows = window_count(info.n_frames, settings.window, stride_frames, settings.frame_step)
-    done = 0
 
-    def on_batch(n: int) -> None:
-        nonlocal done
-        done += n
-        if progress is not None:
-            progress(done, expected_windows)
+def pick_clip_decoder(video_path: Path, decode: str, encoder: Encoder) -> str:
+    """cpu or cuda for --decode: NVDEC only pays when the model is on the same GPU (the frames go to it
+    without leaving the device), so auto picks it only then, and cuda without a GPU model is refused."""
+    if decode == "cpu":
+        return "cpu"
+    if encoder.device.type != "cuda":
+        if decode == "cuda":
+            raise ModelError(
+                f"--decode cuda: the model is on {encoder.device}; NVDEC frames go to a model on the GPU "
+                "(--device cuda), or use --decode cpu"
+            )
+        return "cpu"
+    return pick_decoder(video_path, decode)
 
-    result = embed_frames(
-        encoder,
-        prefetch(iter_frames(video_path, pixel_format="rgb24")),  # decode in a thread
-        settings.window,
-        stride_frames,
-        settings.frame_step,
-        settings.crop,  # type: ignore[arg-type]
-        batch_size,
-        progress=on_batch,
-    )
-    n_frames = result.stats.n_frames
-    if info.n_frames and abs(n_frames - info.n_frames) > MAX_FRAME_COUNT_GAP:
-        raise VideoError(
-            f"{video_path}: decoded {n_frames} frames but the container says {info.n_frames}; the file is "
-            "truncated or damaged: rerun phase 1 for this clip (nothing was written)"
+
+class StreamingClipEncoder:
+    """Embeds one clip from frames pushed while another loop makes it: the one-pass path, where phase 1
+    hands each rectified yuv420p frame over before encoding it, so V-JEPA 2 sees the frames without x264's
+    loss and nothing decodes the mp4 again. The model runs in a background thread; `finish` writes the
+    same three outputs as `encode_clip`, keyed to the finished mp4 (so a later `encode_clip` skips it).
+
+        clip = StreamingClipEncoder(encoder, settings, fps, time_base, n_frames)
+        clip.push(index, pts, frame)   # every frame, in order
+        clip.finish(mp4_path)          # once the mp4 is in place; or clip.abort()
+    """
+
+    def __init__(
+        self,
+        encoder: Encoder,
+        settings: EncodeSettings,
+        fps: float,
+        time_base: Fraction,
+        n_frames_expected: int,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> None:
+        self.encoder, self.settings, self.time_base = encoder, settings, Fraction(time_base)
+
+        def consume(items: Iterator[tuple[int, int, av.VideoFrame]]) -> tuple[WindowEmbeddings, int]:
+            frames = (
+                # the same swscale conversion the decoded mp4 gets in encode_clip (the frame carries the
+                # output's colour tags), minus the encode-decode round trip
+                Frame(index, pts, float(pts * self.time_base), converted(frame, "rgb24").to_ndarray())
+                for index, pts, frame in items
+            )
+            return embed_clip_frames(encoder, frames, settings, fps, n_frames_expected, progress)
+
+        self._feeder: Feeder[tuple[int, int, av.VideoFrame], tuple[WindowEmbeddings, int]] = Feeder(
+            consume, name="embed"
         )
-    if len(result.embeddings) == 0:
-        raise VideoError(f"{video_path}: {n_frames} frames, shorter than one window of {span} frames")
-    facts |= {
-        "batch_size": batch_size,
-        "n_frames": n_frames,
-        "n_windows": len(result.embeddings),
-        "dropped_tail_frames": dropped_tail_frames(
-            n_frames, settings.window, stride_frames, settings.frame_step
-        ),
-        "embedding_dim": int(result.embeddings.shape[1]),
-        "frame_width": result.stats.width,
-        "frame_height": result.stats.height,
-    }
-    write_outputs(paths, result.embeddings.astype(np.float32), result.start_times_s.astype(np.float64), facts)
-    return EncodeResult(video_path, *paths, n_windows=len(result.embeddings), skipped=False)
+
+    def push(self, index: int, pts: int, frame: av.VideoFrame) -> None:
+        """One yuv420p frame (kept as it is: it must not change afterwards). Raises what the model raised."""
+        self._feeder.put((index, pts, frame))
+
+    def finish(self, video_path: Path, out_dir: Path | None = None) -> EncodeResult:
+        """The clip's mp4 is complete at `video_path`: wait for the model, then write the outputs."""
+        result, batch_size = self._feeder.finish()
+        info = probe(video_path)
+        facts = clip_facts(video_path, info, self.encoder, self.settings) | {"frames_from": "one pass"}
+        paths = embedding_paths(video_path, out_dir)
+        return save_clip_embeddings(video_path, info, paths, facts, result, batch_size)
+
+    def abort(self) -> None:
+        self._feeder.abort()
 
 
 def write_outputs(paths: tuple[Path, Path, Path], emb: np.ndarray, ts: np.ndarray, facts: dict) -> None:

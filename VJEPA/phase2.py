@@ -16,6 +16,7 @@ from egoclean.errors import InputError
 from egoclean.layout import list_clips, stem_of_embedding
 from egoclean.progress import Progress
 from VJEPA.analyze import analyze_clips_jointly
+from VJEPA.embedder import Encoder
 from VJEPA.encode import EncodeResult, encode_clips
 from VJEPA.settings import EncodeSettings
 from VJEPA.structure import StructureParams
@@ -34,14 +35,17 @@ def run_phase2(
     settings: EncodeSettings,
     params: StructureParams | None = None,
     progress: Progress | None = None,
+    encoder: Encoder | None = None,
 ) -> Phase2Result:
     """Embed every rectified clip in `folder` with V-JEPA 2, then analyse each and all together (the
-    joint analysis). Clips that fail to embed are reported and left out of the analysis."""
+    joint analysis). Clips that fail to embed are reported and left out of the analysis. Clips whose
+    embeddings match the settings (made earlier, or in one pass with phase 1) are not embedded again.
+    encoder: a model already loaded (else `settings.model` is loaded)."""
     progress = progress or Progress()
     clips = list_clips(folder)
     if not clips:
         raise InputError(f"{folder}: no rectified clips; run phase 1 first (bash run.sh 1)")
-    encoded, failures = encode_clips(clips, settings, None, progress)
+    encoded, failures = encode_clips(clips, settings, None, progress, encoder)
     if not encoded:
         raise InputError(f"{folder}: no clip could be embedded (see the errors above)")
     emb_paths = [r.emb_path for r in encoded]

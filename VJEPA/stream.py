@@ -61,15 +61,22 @@ class _HostToDevice:
         self.stream = torch.cuda.Stream(device) if self.cuda else None
         self.buffers: list[torch.Tensor] = []
         self.done: dict[int, torch.cuda.Event] = {}  # buffer data_ptr -> its last copy's end
+        self.resident = False  # frames arrive on the device already
 
-    def host_buffer(self, shape: tuple[int, ...]) -> torch.Tensor:
+    def host_buffer(self, shape: tuple[int, ...], on_device: bool = False) -> torch.Tensor:
+        """The chunk buffer frames are gathered into; `on_device` for frames decoded on the GPU (NVDEC),
+        which never visit the host: one buffer on the device, nothing to copy."""
+        self.resident = on_device
+        if on_device:
+            self.buffers = [torch.empty(shape, dtype=torch.uint8, device=self.device)]
+            return self.buffers[0]
         self.buffers = [
             torch.empty(shape, dtype=torch.uint8, pin_memory=self.cuda) for _ in range(2 if self.cuda else 1)
         ]
         return self.buffers[0]
 
     def send(self, host: torch.Tensor) -> torch.Tensor:
-        if not self.cuda:
+        if not self.cuda or self.resident:
             return host
         assert self.stream is not None
         with torch.cuda.stream(self.stream):
@@ -102,7 +109,8 @@ def iter_window_batches(
     dtype: torch.dtype = torch.float32,
     stats: StreamStats | None = None,
 ) -> Iterator[WindowBatch]:
-    """Stream `frames` (rgb24, in order, index from 0) into batches of full windows.
+    """Stream `frames` (rgb24, in order, index from 0; numpy arrays, or torch tensors on the model's device
+    from NVDEC) into batches of full windows.
 
     Window k covers frames k * stride_frames + i * frame_step, i = 0..window-1 (see VJEPA.windows);
     a tail too short for a full window yields nothing. `stats`, if given, is updated as frames arrive.
@@ -148,7 +156,12 @@ def iter_window_batches(
             stats.height, stats.width = frame.data.shape[:2]
             # Fail on a frame too small for the crop before decoding the rest of the clip.
             crop_offsets(*resized_size(stats.height, stats.width, spec.shortest_edge), crop, crop_mode)
-            host_chunk = copier.host_buffer((PREPROCESS_CHUNK_FRAMES, stats.height, stats.width, 3))
+            on_device = isinstance(frame.data, torch.Tensor) and frame.data.device.type != "cpu"
+            if on_device and frame.data.device != device:
+                raise ValueError(f"frames are on {frame.data.device}, the model on {device}")
+            host_chunk = copier.host_buffer(
+                (PREPROCESS_CHUNK_FRAMES, stats.height, stats.width, 3), on_device=on_device
+            )
         if frame.data.shape != host_chunk.shape[1:]:
             raise ValueError(
                 f"frame {frame.index} is {frame.data.shape}, the clip began {host_chunk.shape[1:]}"
@@ -157,7 +170,8 @@ def iter_window_batches(
         if not frame_is_needed(frame.index, window, stride_frames, frame_step):
             continue
         ring_times_s[frame.index % span] = frame.time_s
-        host_chunk[len(chunk_indices)] = torch.from_numpy(frame.data)
+        pixels = frame.data if isinstance(frame.data, torch.Tensor) else torch.from_numpy(frame.data)
+        host_chunk[len(chunk_indices)] = pixels
         chunk_indices.append(frame.index)
         k = window_ending_at(frame.index, window, stride_frames, frame_step)
         if k is None and len(chunk_indices) < PREPROCESS_CHUNK_FRAMES:

@@ -5,8 +5,12 @@
 
 Rows: V-JEPA 2 ViT-L windows/s, TFLOP/s and peak memory at batch 1-32 in bf16 and fp16 (SDPA kernel as
 VJEPA/embedder.py picks it); NVDEC HEVC decode fps (PyAV hwaccel cuda) where PyAV is installed; the torch
-yuv420p remap at 1080p (fisheye/remap_torch.py); the fraction of time the GPU was busy (nvidia-smi samples).
-The one-pass clip path (decode -> remap -> model without leaving the GPU) is not built yet: no row.
+yuv420p remap at 1080p (fisheye/remap_torch.py); NVDEC decode + torch remap with the frames kept on the GPU
+(phase 1's --decode cuda, encode excluded); the one-pass clip (`run.sh all --decode cuda`: NVDEC -> remap ->
+x264 and the ViT-L window stream) beside x264 alone, so "bounded by the slowest stage" can be read off; the
+fraction of time the GPU was busy (nvidia-smi samples).
+PyAV is not on the lent device machine (no internet there): carry a wheel in bench/wheels/ and
+bench/gpu_check.sh installs it; without one, the rows that need PyAV say so.
 """
 
 from __future__ import annotations
@@ -111,20 +115,11 @@ def nvdec_row(smoke: bool) -> str:
         import av
     except ImportError:
         return "| NVDEC HEVC decode | not measured: PyAV is not installed on this machine | |"
-    from fractions import Fraction
-
     from egoclean.hwdecode import open_for_decode
-    from egoclean.video import VideoWriter
 
     width, height, n = (192, 108, 30) if smoke else (1920, 1080, 300)
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "clip.mp4"
-        rng = torch.Generator().manual_seed(0)
-        with VideoWriter(path, width, height, Fraction(30), Fraction(1, 30), codec="h265", preset="ultrafast",
-                         crf=28) as writer:  # fmt: skip
-            base = torch.randint(0, 256, (height * 3 // 2, width), dtype=torch.uint8, generator=rng).numpy()
-            for i in range(n):
-                writer.write(base if i % 2 else 255 - base, pts=i)
+        path = test_clip(Path(tmp) / "clip.mp4", width, height, n)
         container, chosen = open_for_decode(path, "auto")
         t0 = time.perf_counter()
         with container:
@@ -132,6 +127,105 @@ def nvdec_row(smoke: bool) -> str:
         fps = frames / (time.perf_counter() - t0)
     del av
     return f"| HEVC decode {width}x{height} ({chosen}) | {fps:.0f} frames/s | |"
+
+
+def test_clip(path: Path, width: int, height: int, n: int) -> Path:
+    """An H.265 clip of `n` frames of noise-like content (a worst case for the decoder), 30 fps."""
+    from fractions import Fraction
+
+    from egoclean.video import VideoWriter
+
+    rng = torch.Generator().manual_seed(0)
+    base = torch.randint(0, 256, (height * 3 // 2, width), dtype=torch.uint8, generator=rng).numpy()
+    with VideoWriter(path, width, height, Fraction(30), Fraction(1, 30), codec="h265", preset="ultrafast",
+                     crf=28) as writer:  # fmt: skip
+        for i in range(n):
+            writer.write(base if i % 2 else 255 - base, pts=i)
+    return path
+
+
+def nvdec_remap_row(device: torch.device, smoke: bool) -> str:
+    """Phase 1 with --decode cuda, encode excluded: NVDEC frames -> torch remap, all on the GPU."""
+    try:
+        import av  # noqa: F401
+    except ImportError:
+        return "| NVDEC decode + GPU remap | not measured: PyAV is not installed on this machine | |"
+    from egoclean.hwdecode import pick_decoder
+    from egoclean.video import decode
+    from egoclean.yuv_torch import plane_tensors
+
+    width, height, n = (192, 108, 30) if smoke else (1920, 1080, 600)
+    calib = EGOCENTRIC_10K_CALIBRATION.scaled_to(width, height)
+    remapper = TorchPlaneRemapper(calib, rectified_camera(calib, width, height), device)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = test_clip(Path(tmp) / "clip.mp4", width, height, n)
+        chosen = pick_decoder(path, "auto")
+        t0 = time.perf_counter()
+        for _, _, frame in decode(path, device=chosen):
+            remapper.remap_planes(*(p.to(device) for p in plane_tensors(frame)))
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        fps = n / (time.perf_counter() - t0)
+    return (
+        f"| decode ({chosen}) + torch remap {width}x{height} | {fps:.0f} frames/s | goal 600 fps on an H200 |"
+    )
+
+
+def one_pass_rows(device: torch.device, smoke: bool) -> list[str]:
+    """The one-pass clip against x264 alone on the same frames: the pipeline is bounded by its slowest
+    stage, and should come within 20% of it."""
+    try:
+        import av  # noqa: F401
+    except ImportError:
+        return ["| one-pass clip (NVDEC -> remap -> x264 + ViT-L) | not measured: PyAV is not installed | |"]
+    from transformers import VJEPA2Model
+
+    from egoclean.video import VideoWriter, decode, plane_arrays, probe
+    from fisheye.rectify import EncoderSettings, rectify_video
+    from VJEPA.embedder import load_encoder
+    from VJEPA.encode import StreamingClipEncoder
+    from VJEPA.settings import EncodeSettings
+    from VJEPA.tiny_model import save_tiny_model
+
+    width, height, n = (192, 108, 90) if smoke else (1920, 1080, 900)
+    calib = EGOCENTRIC_10K_CALIBRATION.scaled_to(width, height)
+    camera = rectified_camera(calib, width, height)
+    x264 = EncoderSettings("h264", 18, "veryfast")
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        path = test_clip(folder / "clip.mp4", width, height, n)
+        if smoke:
+            model_dir = str(save_tiny_model(folder / "model"))
+        else:  # ViT-L's architecture with random weights: the same FLOPs as the checkpoint
+            torch.manual_seed(0)
+            VJEPA2Model._from_config(vitl_config()).save_pretrained(folder / "model")
+            model_dir = str(folder / "model")
+        encoder = load_encoder(model_dir, str(device), "auto")
+        settings = EncodeSettings(model=model_dir, window=8 if smoke else 64, batch_size=None)
+        decode_mode = "cpu" if smoke else "cuda"
+        info = probe(path)
+        stream = StreamingClipEncoder(encoder, settings, info.fps, info.time_base, info.n_frames)
+        with BusySampler() as sampler:
+            t0 = time.perf_counter()
+            stats = rectify_video(path, folder / "out.mp4", calib, camera, x264, on_frame=stream.push,
+                                  decode=decode_mode)  # fmt: skip
+            stream.finish(folder / "out.mp4")
+            one_pass_fps = n / (time.perf_counter() - t0)
+        frames = [frame for _, _, frame in decode(folder / "out.mp4")][:300]
+        with VideoWriter(folder / "x264.mp4", width, height, info.rate, info.time_base) as writer:
+            t0 = time.perf_counter()
+            for i, frame in enumerate(frames):
+                out = writer.new_frame()
+                for dst, src in zip(plane_arrays(out), plane_arrays(frame), strict=True):
+                    dst[:] = src
+                writer.write(out, i)
+        x264_fps = len(frames) / (time.perf_counter() - t0)
+    busy = f"GPU busy {sampler.busy:.0%}" if sampler.busy is not None else "no nvidia-smi"
+    return [
+        f"| one-pass clip {width}x{height} ({stats.decoder} decode, {stats.remap} remap, {stats.encoder}, "
+        f"model on {device}) | {one_pass_fps:.1f} frames/s | {busy} |",
+        f"| libx264 veryfast alone on those frames | {x264_fps:.1f} frames/s | the one pass's CPU stage |",
+    ]
 
 
 def main() -> int:
@@ -155,7 +249,9 @@ def main() -> int:
     print(f"| GPU busy during the model rows | {busy} | nvidia-smi utilization.gpu, 0.2 s samples |")
     print(remap_row(device, args.smoke), flush=True)
     print(nvdec_row(args.smoke), flush=True)
-    print("| one-pass clip (NVDEC -> remap -> model) | not built yet | |")
+    print(nvdec_remap_row(device, args.smoke), flush=True)
+    for row in one_pass_rows(device, args.smoke):
+        print(row, flush=True)
     return 0
 
 

@@ -150,6 +150,10 @@ def validate(settings: T) -> T:
             validate(value)
         elif (spec := spec_of(field)) is not None:
             check_value(field.name, value, hints[field.name], spec)
+    # Rules that tie two settings together: a class may name them in `conflicts()`, one line each.
+    conflicts = getattr(settings, "conflicts", None)
+    if callable(conflicts) and (problems := conflicts()):
+        raise SettingError(problems[0])
     return settings
 
 

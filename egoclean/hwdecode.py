@@ -1,24 +1,44 @@
-"""Opening a video for hardware (NVDEC) decoding through PyAV, with the CPU as the fallback.
+"""Where to decode: NVDEC through PyAV's CUDA hwaccel where it works, the CPU otherwise.
 
 PyAV 18's wheels carry FFmpeg's CUDA hwaccel (FACTS.md section 7): with `HWAccel("cuda", is_hw_owned=True)`
-decoded frames stay in GPU memory and a plane exports to torch by DLPack. Where there is no NVIDIA driver
-or no NVDEC, opening raises PermissionError; `auto` then decodes on the CPU, and `cuda` says why it cannot.
+decoded frames stay in GPU memory and a plane exports to torch by DLPack (egoclean.yuv_torch). Where there
+is no NVIDIA driver or no NVDEC, opening raises PermissionError; `auto` then decodes on the CPU, and `cuda`
+says why it cannot. The frames are only useful on the GPU if torch sees a CUDA device too, so `auto` asks
+for both.
 
 Public API:
     DECODE_MODES
+    cuda_hwaccel() -> HWAccel                         (frames kept on the GPU)
     open_for_decode(path, decode="auto") -> (container, "cuda" | "cpu")
+    pick_decoder(path, decode="auto") -> "cuda" | "cpu"   (opens and closes the file once to find out)
+    iter_rgb_tensors(path, decoder) -> Iterator[Frame]     (data: uint8 torch [H, W, 3] where it was decoded)
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from fractions import Fraction
 from pathlib import Path
 
 import av
 import av.codec.hwaccel
 
 from egoclean.errors import VideoError
+from egoclean.video import Frame, decode
 
 DECODE_MODES = ("auto", "cpu", "cuda")
+
+
+def cuda_hwaccel() -> av.codec.hwaccel.HWAccel:
+    return av.codec.hwaccel.HWAccel("cuda", allow_software_fallback=False, is_hw_owned=True)
+
+
+def _torch_has_cuda() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
 
 
 def open_for_decode(path: str | Path, decode: str = "auto") -> tuple[av.container.InputContainer, str]:
@@ -28,8 +48,9 @@ def open_for_decode(path: str | Path, decode: str = "auto") -> tuple[av.containe
         raise ValueError(f"decode must be one of {DECODE_MODES}, not {decode!r}")
     if decode != "cpu":
         try:
-            hwaccel = av.codec.hwaccel.HWAccel("cuda", allow_software_fallback=False, is_hw_owned=True)
-            return av.open(str(path), mode="r", hwaccel=hwaccel), "cuda"
+            if not _torch_has_cuda():
+                raise PermissionError("PyTorch sees no CUDA device")
+            return av.open(str(path), mode="r", hwaccel=cuda_hwaccel()), "cuda"
         except (PermissionError, NotImplementedError, av.FFmpegError) as err:
             if decode == "cuda":
                 raise VideoError(
@@ -37,3 +58,29 @@ def open_for_decode(path: str | Path, decode: str = "auto") -> tuple[av.containe
                     "NVIDIA GPU and driver: use --decode auto or cpu"
                 ) from err
     return av.open(str(path), mode="r"), "cpu"
+
+
+def pick_decoder(path: str | Path, decode: str = "auto") -> str:
+    """ "cuda" or "cpu": what `open_for_decode` would choose for `path` (the same errors)."""
+    if decode == "cpu":
+        return "cpu"
+    container, chosen = open_for_decode(path, decode)
+    container.close()
+    return chosen
+
+
+def iter_rgb_tensors(path: str | Path, decoder: str = "cuda") -> Iterator[Frame]:
+    """Decode `path` on `decoder` ("cuda": NVDEC, or "cpu") into RGB frames that stay where they were
+    decoded: Frame.data is a uint8 torch tensor [H, W, 3] on the GPU for cuda. The conversion is
+    egoclean.yuv_torch's, which equals swscale's (iter_frames(path, "rgb24")) bit for bit."""
+    from egoclean.yuv_torch import frame_color, plane_tensors, yuv420_to_rgb  # torch: only on this path
+
+    for index, pts, frame in decode(path, device=decoder):
+        time_base = frame.time_base or Fraction(1, 90000)
+        source = (
+            frame
+            if frame.format.name in ("cuda", "yuv420p", "yuvj420p", "nv12")
+            else frame.reformat(format="yuv420p")
+        )
+        rgb = yuv420_to_rgb(*plane_tensors(source), *frame_color(frame))
+        yield Frame(index=index, pts=pts, time_s=float(pts * time_base), data=rgb)

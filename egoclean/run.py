@@ -3,6 +3,9 @@
     1. choose the data: the Hub with a token, a --source folder, or the built-in sample (offline, said so)
     2. phase 1 (fisheye): fetch, extract, rectify          -> OUT/factory_001/rectified_clip_*.mp4
     3. phase 2 (VJEPA): V-JEPA 2 embeddings, then analysis  -> *_emb.npy, *_analysis.json, *_diagnostics.png
+With `all` the two phases share one pass over each clip: every fisheye frame is decoded and remapped once,
+and the rectified frame goes to the encoder and, before it is encoded, to V-JEPA 2 (no encode-decode loss,
+no second decode). `1` then `2` is the two-pass path: phase 2 reads the rectified mp4s.
 
 This is the one module above both phases: it imports fisheye and VJEPA; nothing else in egoclean does.
 Every option comes from the phases' settings classes; `bash run.sh --help` lists them with their defaults.
@@ -19,6 +22,7 @@ from egoclean.config import HelpFormatter, add_options, from_args, validate
 from egoclean.engine import ScaleSettings
 from egoclean.errors import SettingError
 from egoclean.progress import Progress, terminal_progress
+from egoclean.scale import one_pass_tap, run_scale
 from fisheye.pipeline import choose_data, open_source, run_phase1, worker_output_dir
 from fisheye.settings import Phase1Settings
 from VJEPA.phase2 import run_phase2
@@ -55,7 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("command", nargs="?", default="auto", choices=COMMANDS, help="what to run")
     add_options(parser.add_argument_group("phase 1 options (fetch and rectify)"), Phase1Settings)
-    add_options(parser.add_argument_group("phase 2 options (V-JEPA 2 embeddings)"), EncodeSettings)
+    # one --decode for both phases (phase 1's option): where each clip is decoded, whichever phase reads it
+    add_options(
+        parser.add_argument_group("phase 2 options (V-JEPA 2 embeddings)"), EncodeSettings, skip=("decode",)
+    )
     add_options(parser.add_argument_group("phase 2 analysis options"), StructureParams)
     add_options(parser.add_argument_group("scale-out options (docs/SCALE.md)"), ScaleSettings)
     return parser
@@ -90,8 +97,6 @@ def run_scaled(
     progress: Progress,
 ) -> int:
     """Phase 1 (and 2 with `all`) for every selected worker on the chosen engine (egoclean.scale)."""
-    from egoclean.scale import run_scale  # Ray only when --engine ray
-
     if command == "2":
         raise SettingError(
             "--engine ray and --workers run phase 1 (command 1) or both phases (all); for phase 2 of one "
@@ -117,13 +122,21 @@ def main(argv: list[str] | None = None) -> int:
         if scale.engine != "local" or scale.workers is not None:
             return run_scaled(command, phase1, encode, params, scale, progress)
         folder = worker_output_dir(phase1)
-        if command in ("1", "all"):
-            progress.log(f"phase 1: fetch and rectify -> {folder}")
-            run_phase1(phase1, open_source(phase1, progress), progress)
+        encoder, tap = None, None
         if command in ("2", "all"):
             encode = stand_in_model(phase1, encode, progress)
+        if command == "all":  # one pass: the model embeds each clip while phase 1 makes it
+            from VJEPA.embedder import load_encoder  # torch: only when phase 2 runs
+
+            encoder = load_encoder(encode.model, encode.device, encode.dtype, encode.compile)
+            tap = one_pass_tap(encoder, encode, progress)
+        if command in ("1", "all"):
+            also = f", embedding each clip in the same pass ({encode.model})" if tap else ""
+            progress.log(f"phase 1: fetch and rectify -> {folder}{also}")
+            run_phase1(phase1, open_source(phase1, progress), progress, tap)
+        if command in ("2", "all"):
             progress.log(f"phase 2: V-JEPA 2 embeddings ({encode.model}) and temporal structure -> {folder}")
-            result = run_phase2(folder, encode, params, progress)
+            result = run_phase2(folder, encode, params, progress, encoder)
             progress.log("results (open the report in a browser):")
             for path in result.outputs:
                 progress.log(f"  {shown(path)}")

@@ -12,7 +12,10 @@ egoclean does not): it is the glue that turns phase 1's and phase 2's functions 
     fetch    one task per shard: download, stream-extract the wanted clips not yet done into this run's
              staging folder, release (delete) the downloaded shard.
     rectify  one task per clip: fisheye.pipeline.rectify_stage under the clip's lock, then its record.
-    embed    one actor per model copy: VJEPA.encode.encode_clip.
+    embed    one actor per model copy. With both phases the clip is rectified here, in one pass: each
+             rectified frame goes to the model before it is encoded (one_pass_tap), so the rectify stage
+             only passes the row on; then VJEPA.encode.encode_clip, which keeps the one-pass outputs (or
+             embeds the mp4 of a clip finished earlier, or one whose pass failed).
     analyse  on the driver, per worker folder: each clip and all together (VJEPA.analyze).
 
 Failures stay local: a transient error (Hub 429/5xx, a dropped connection) is retried with backoff; a clip
@@ -27,7 +30,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from egoclean.engine import Row, ScaleSettings, Stages, ensure_ray, run_local, run_ray
 from egoclean.errors import EgoCleanError, FetchError, SettingError
@@ -36,9 +39,11 @@ from egoclean.layout import list_embeddings, rectified_name
 from egoclean.locks import FileLock, new_run_id
 from egoclean.progress import Progress
 from egoclean.records import FAILED, write_record
+from egoclean.video import VideoInfo
 from fisheye.camera import load_calibration
 from fisheye.dataset import CALIBRATION_FILE, WorkerRef, parse_sidecar
 from fisheye.pipeline import (
+    TapFactory,
     WorkerContext,
     fetch_calibration,
     finished_clips,
@@ -52,7 +57,11 @@ from fisheye.pipeline import (
 from fisheye.settings import Phase1Settings
 from fisheye.shards import ExtractedClip, extract_clips
 from fisheye.sources import ShardSource
+from VJEPA.encode import StreamingClipEncoder
 from VJEPA.settings import EncodeSettings
+
+if TYPE_CHECKING:
+    from VJEPA.embedder import Encoder
 
 BACKOFF_S = 0.5  # first retry after 0.5 s, then 1, 2, ... (capped at 30 s)
 # Rows carry the same keys everywhere (the engines' tables need one schema); "" and 0 for "none".
@@ -159,8 +168,31 @@ def fetch_shard(job: Job, row: Row) -> list[Row]:
     ]
 
 
-def rectify_clip(job: Job, row: Row) -> Row:
-    """Rectify one extracted clip (retried when the error is transient); a failure record otherwise."""
+def one_pass_tap(encoder: Encoder, settings: EncodeSettings, progress: Progress) -> TapFactory:
+    """For each clip phase 1 rectifies: a V-JEPA 2 stream that embeds its frames as they are made."""
+
+    def make(clip_name: str, info: VideoInfo) -> StreamingClipEncoder:
+        bar = progress.frames_bar(f"embed {clip_name}", None)
+        last = 0
+
+        def on_batch(done: int, _total: int) -> None:
+            nonlocal last
+            bar(done - last)
+            last = done
+
+        return StreamingClipEncoder(encoder, settings, info.fps, info.time_base, info.n_frames, on_batch)
+
+    return make
+
+
+def rectified_with_embedding(row: Row) -> Row:
+    """The rectify stage when both phases run: the embed stage rectifies the clip, in one pass."""
+    return row
+
+
+def rectify_clip(job: Job, row: Row, tap: TapFactory | None = None) -> Row:
+    """Rectify one extracted clip (retried when the error is transient); a failure record otherwise.
+    tap: hands each rectified frame to the model too (one pass)."""
     if row["status"]:
         return row  # a shard that failed to fetch: nothing to rectify
     settings = job.for_worker(row["worker"])
@@ -170,7 +202,8 @@ def rectify_clip(job: Job, row: Row) -> Row:
         sidecar = parse_sidecar(video.with_suffix(".json").read_bytes(), str(video.with_suffix(".json")))
         clip = ExtractedClip(int(row["key"]), row["clip_name"], video, sidecar, row["shard"])
         calib = load_calibration(Path(row["staging"]) / CALIBRATION_FILE)
-        return rectify_stage(clip, WorkerContext(calib, settings, folder, Progress()), job.run_id, wait=True)
+        ctx = WorkerContext(calib, settings, folder, Progress(), tap=tap)
+        return rectify_stage(clip, ctx, job.run_id, wait=True)
 
     try:
         status, attempts = with_retries(rectify, job.scale.max_retries, job.backoff_s)
@@ -200,12 +233,14 @@ class EmbedClip:
         from VJEPA.embedder import load_encoder  # torch: only where embedding runs
 
         assert job.encode is not None
-        self.settings = job.encode
+        self.job, self.settings = job, job.encode
         self.encoder = load_encoder(job.encode.model, job.encode.device, job.encode.dtype)
 
     def __call__(self, row: Row) -> Row:
         from VJEPA.encode import encode_clip
 
+        if not row["status"]:  # fetched, not rectified yet: rectify it here, the model fed in the same pass
+            row = rectify_clip(self.job, row, one_pass_tap(self.encoder, self.settings, Progress()))
         if row["status"] == FAILED:
             return row
         try:
@@ -283,8 +318,12 @@ class ScaleResult:
         lines = [f"summary: {clips} clip(s): {counts or 'nothing to do'} in {self.wall_s:.1f} s"]
         if self.startup_s:
             lines.append(f"  engine start-up {self.startup_s:.1f} s (not counted above)")
+        one_pass = self.busy_s.get("embed", 0.0) > 0
         for stage, seconds in self.busy_s.items():
-            lines.append(f"  {stage}: {seconds:.1f} s busy")
+            if one_pass and stage == "rectify":
+                continue  # the clips were rectified in the embed stage
+            label = "rectify + embed (one pass)" if one_pass and stage == "embed" else stage
+            lines.append(f"  {label}: {seconds:.1f} s busy")
         lines += [f"  failed: {line}" for line in self.failures]
         return lines
 
@@ -312,7 +351,7 @@ def run_scale(
     ]
     stages = Stages(
         fetch=functools.partial(fetch_shard, job),
-        rectify=functools.partial(rectify_clip, job),
+        rectify=functools.partial(rectify_clip, job) if encode is None else rectified_with_embedding,
         embed=functools.partial(EmbedClip, job) if encode is not None else None,
     )
     try:

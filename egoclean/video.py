@@ -9,6 +9,8 @@ Public API:
     iter_frames(path, pixel_format="rgb24", size=None) -> Iterator[Frame]
     decode(path) -> Iterator[(index, pts, av.VideoFrame)]   (no copy; plane_arrays(frame) views its planes)
     prefetch(items, depth) -> Iterator       (run a producer such as iter_frames in a background thread)
+    Feeder(consume, depth)                   (the other way round: push items to a consumer's thread)
+        .put(item), .finish() -> what consume returned, .abort()
     VideoWriter(path, width, height, rate, time_base, codec="h264", crf=18, preset="veryfast")
         .write(array, pts) or, without a copy, .write(frame, pts) of a .new_frame()
 """
@@ -18,24 +20,46 @@ from __future__ import annotations
 import contextlib
 import queue
 import threading
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, Generic, TypeVar
 
 import av
+import av.codec.hwaccel
 import numpy as np
 
 from egoclean.errors import VideoError
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 # Items buffered ahead by a prefetch thread (16 decoded 1080p RGB frames = 100 MB, yuv420p = 50 MB).
 PREFETCH_FRAMES = 16
 
-# Encoder names by user-facing codec name. libx264/libx265 ship in PyAV's wheels (FACTS.md section 3).
+# Encoder names by user-facing codec name. libx264/libx265 ship in PyAV's wheels (FACTS.md section 3), and
+# so do NVIDIA's NVENC encoders, which work only with a driver and a GPU that has NVENC (an RTX 3090 does;
+# H100 and H200 do not: FACTS.md section 7).
 ENCODERS = {"h264": "libx264", "h265": "libx265"}
+NVENC_ENCODERS = {"h264": "h264_nvenc", "h265": "hevc_nvenc"}
+# x264/x265 speed presets mapped onto NVENC's p1 (fastest) .. p7 (best).
+NVENC_PRESETS = {
+    "ultrafast": "p1", "superfast": "p2", "veryfast": "p3", "faster": "p4", "fast": "p5", "medium": "p5",
+    "slow": "p6", "slower": "p7", "veryslow": "p7",
+}  # fmt: skip
+
+
+def encoder_works(name: str) -> bool:
+    """Whether FFmpeg encoder `name` opens here (NVENC needs a driver and an NVENC unit): a 256x256 try."""
+    try:
+        ctx = av.CodecContext.create(name, "w")
+        assert isinstance(ctx, av.VideoCodecContext)
+        ctx.width, ctx.height, ctx.pix_fmt, ctx.time_base = 256, 256, "yuv420p", Fraction(1, 30)
+        ctx.open()
+    except (av.FFmpegError, ValueError, OSError, AssertionError):
+        return False
+    return True
 
 
 def duration_tolerance_s(fps: float) -> float:
@@ -70,19 +94,20 @@ class VideoInfo:
 
 @dataclass(frozen=True)
 class Frame:
-    """One decoded frame. `data`: [H, W, 3] uint8 for rgb24/bgr24, [H*3/2, W] for yuv420p, [H, W] for gray."""
+    """One decoded frame. `data`: [H, W, 3] uint8 for rgb24/bgr24, [H*3/2, W] for yuv420p, [H, W] for gray;
+    a numpy array, or a torch tensor on the device that decoded it (egoclean.hwdecode.iter_rgb_tensors)."""
 
     index: int
     pts: int
     time_s: float
-    data: np.ndarray
+    data: Any  # np.ndarray | torch.Tensor (torch is not imported here)
 
 
-def _open(path: Path) -> av.container.InputContainer:
+def _open(path: Path, hwaccel: av.codec.hwaccel.HWAccel | None = None) -> av.container.InputContainer:
     if not path.is_file():
         raise VideoError(f"{path}: no such video file; check the path or rerun the step that writes it")
     try:
-        container = av.open(str(path), mode="r")
+        container = av.open(str(path), mode="r", hwaccel=hwaccel)
     except (av.FFmpegError, OSError) as err:
         raise VideoError(
             f"{path}: not a readable video ({err.__class__.__name__}: {err}); the file is truncated or "
@@ -125,15 +150,24 @@ def probe(path: str | Path) -> VideoInfo:
         )
 
 
-def decode(path: str | Path, threads: int = 0) -> Iterator[tuple[int, int, av.VideoFrame]]:
+def decode(
+    path: str | Path, threads: int = 0, device: str = "cpu"
+) -> Iterator[tuple[int, int, av.VideoFrame]]:
     """Decode `path` into PyAV frames, in presentation order: (index, pts, frame), with no copy.
 
     Each frame holds one of the decoder's buffers until it is dropped; `plane_arrays` views its planes.
     threads: decoder threads, 0 = FFmpeg's choice. Frame threading is on (FACTS.md section 3: 302 vs 194 fps).
+    device: "cpu", or "cuda" for NVDEC with the frames left in GPU memory (format "cuda", nv12 inside:
+        egoclean.yuv_torch.plane_tensors views them; egoclean.hwdecode.pick_decoder says if it works here).
     Raises VideoError if the file cannot be opened or breaks off mid-stream.
     """
     path = Path(path)
-    container = _open(path)
+    hwaccel = None
+    if device == "cuda":
+        from egoclean.hwdecode import cuda_hwaccel
+
+        hwaccel = cuda_hwaccel()
+    container = _open(path, hwaccel)
     try:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
@@ -213,19 +247,29 @@ class VideoWriter:
         preset: str = "veryfast",
         threads: int = 0,
         color: tuple[int, int, int, int] | None = None,
+        encoder: str | None = None,
     ) -> None:
+        """encoder: the FFmpeg encoder, ENCODERS[codec] (default) or NVENC_ENCODERS[codec]; for NVENC, `crf`
+        is its constant-quality level (-cq) and `preset` maps onto p1..p7."""
         if codec not in ENCODERS:
             raise ValueError(f"codec must be one of {sorted(ENCODERS)}, not {codec!r}")
+        encoder = encoder or ENCODERS[codec]
+        if encoder not in (ENCODERS[codec], NVENC_ENCODERS[codec]):
+            raise ValueError(f"encoder {encoder!r} does not write {codec}")
         if width % 2 or height % 2:
             raise ValueError(f"yuv420p needs an even frame size, got {width}x{height}")
         self.path = Path(path)
         self.time_base = Fraction(time_base)
         container = av.open(str(self.path), mode="w", format="mp4", options={"movflags": "+faststart"})
         self._container: av.container.OutputContainer | None = container
-        options = {"crf": str(crf), "preset": preset}
-        if codec == "h265":
-            options["x265-params"] = "log-level=error"
-        stream = container.add_stream(ENCODERS[codec], rate=rate, options=options)
+        if encoder == NVENC_ENCODERS[codec]:
+            options = {"rc": "vbr", "cq": str(crf), "b": "0", "preset": NVENC_PRESETS.get(preset, "p4")}
+        else:
+            options = {"crf": str(crf), "preset": preset}
+            if codec == "h265":
+                options["x265-params"] = "log-level=error"
+        self.encoder = encoder
+        stream = container.add_stream(encoder, rate=rate, options=options)
         assert isinstance(stream, av.VideoStream)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.time_base = self.time_base
@@ -336,6 +380,89 @@ def prefetch(items: Iterable[T], depth: int = PREFETCH_FRAMES) -> Generator[T, N
     finally:
         stop.set()
         thread.join()
+
+
+class FeederClosedError(Exception):
+    """The consumer of a Feeder stopped before its items ran out (it raised, or the feeder was aborted)."""
+
+
+class Feeder(Generic[T, R]):
+    """Run `consume(items)` in a background thread while the caller pushes the items one by one.
+
+    The push-side twin of `prefetch`: one loop (the rectifier's) hands each frame to another stage that
+    pulls them (the V-JEPA 2 window stream) without either knowing the other's loop. The queue is bounded,
+    so a slow consumer holds the producer back and memory stays flat.
+
+        feeder = Feeder(consume)
+        for item in ...: feeder.put(item)
+        result = feeder.finish()     # waits; re-raises what consume raised
+    or feeder.abort() to drop it (consume then sees the items end early and its result is discarded).
+    """
+
+    def __init__(self, consume: Callable[[Iterator[T]], R], depth: int = PREFETCH_FRAMES, name: str = "feed"):
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._stopped = threading.Event()  # the consumer is gone: put() must not block on a full queue
+        self._result: R | None = None
+        self._error: BaseException | None = None
+        self._aborted = False
+
+        def items() -> Iterator[T]:
+            while True:
+                item = self._queue.get()
+                if isinstance(item, _End):
+                    if self._aborted:
+                        raise FeederClosedError("aborted by the producer")
+                    return
+                yield item
+
+        def run() -> None:
+            try:
+                self._result = consume(items())
+            except BaseException as err:  # handed to the producer by put() or finish()
+                self._error = err
+            finally:
+                self._stopped.set()
+
+        self._thread = threading.Thread(target=run, name=name, daemon=True)
+        self._thread.start()
+
+    def put(self, item: T) -> None:
+        """Hand over one item; waits while the queue is full. Raises what the consumer raised, if it did."""
+        while not self._stopped.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+        self._raise()
+        raise FeederClosedError("the consumer returned before the items ran out")
+
+    def finish(self) -> R:
+        """No more items: wait for the consumer and return its result (or raise its exception)."""
+        self._end()
+        self._raise()
+        return self._result  # type: ignore[return-value]
+
+    def abort(self) -> None:
+        """Stop the consumer (it sees FeederClosedError) and wait for it; drop its result and errors."""
+        self._aborted = True
+        with contextlib.suppress(queue.Empty):
+            while True:  # what is still queued is dropped, not consumed
+                self._queue.get_nowait()
+        self._end()
+
+    def _end(self) -> None:
+        while not self._stopped.is_set():
+            try:
+                self._queue.put(_End(None), timeout=0.1)
+                break
+            except queue.Full:
+                continue
+        self._thread.join()
+
+    def _raise(self) -> None:
+        if self._error is not None and not isinstance(self._error, FeederClosedError):
+            raise self._error
 
 
 def frame_at(path: str | Path, time_s: float, width: int) -> np.ndarray | None:

@@ -20,7 +20,9 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Protocol
 
+import av
 import cv2
 import numpy as np
 
@@ -30,7 +32,7 @@ from egoclean.layout import CAMERA_FILE, MANIFEST_FILE, output_dir, preview_name
 from egoclean.locks import LOCKS_DIR, FileLock, new_run_id
 from egoclean.progress import Progress
 from egoclean.records import DONE, RECORDS_DIR, is_done, read_record, read_records, record_path, write_record
-from egoclean.video import durations_agree, probe
+from egoclean.video import VideoInfo, durations_agree, probe
 from fisheye.camera import (
     FisheyeCalibration,
     PinholeCamera,
@@ -40,7 +42,7 @@ from fisheye.camera import (
     source_positions,
 )
 from fisheye.dataset import CALIBRATION_FILE
-from fisheye.rectify import RectifyStats, rectify_video
+from fisheye.rectify import RectifyStats, pick_encoder, rectify_video
 from fisheye.sample import SampleSpec, write_sample_hub
 from fisheye.settings import DEFAULT_CLIPS, DEFAULT_WORKER, Phase1Settings
 from fisheye.shards import ExtractedClip, extract_clips, verify_clip
@@ -102,6 +104,7 @@ def choose_data(settings: Phase1Settings, progress: Progress) -> Phase1Settings:
 
 def open_source(settings: Phase1Settings, progress: Progress) -> ShardSource:
     """The sample (rendered on first use), the --source folder, or the Hub with the token."""
+    check_hardware(settings)  # a GPU asked for but not here fails before anything is fetched
     if settings.sample:
         check_writable(settings.out)
         return LocalSource(prepare_sample(settings.out, progress))
@@ -305,6 +308,19 @@ def remove_staging(staging: Path, lock: FileLock) -> None:
         staging.parent.rmdir()  # only if empty: another run's folder keeps it
 
 
+class ClipTap(Protocol):
+    """Sees every rectified frame of one clip before it is encoded: the one-pass path of `run.sh all`
+    (VJEPA.encode.StreamingClipEncoder) embeds them while phase 1 makes the clip."""
+
+    def push(self, index: int, pts: int, frame: av.VideoFrame) -> None: ...
+    def finish(self, video_path: Path) -> object: ...  # the clip's mp4 is verified and in place
+    def abort(self) -> None: ...
+
+
+# (clip name, source video) -> the tap for that clip
+TapFactory = Callable[[str, VideoInfo], ClipTap]
+
+
 @dataclass
 class WorkerContext:
     """What every clip of one worker is rectified with, and the cameras made so far (one per frame size)."""
@@ -314,6 +330,7 @@ class WorkerContext:
     folder: Path
     progress: Progress
     cameras: dict[tuple[int, int], PinholeCamera] = field(default_factory=dict)
+    tap: TapFactory | None = None  # one pass: who else gets each rectified frame
 
 
 def rectify_stage(
@@ -343,8 +360,15 @@ def rectify_stage(
         lock.release()
 
 
-def run_phase1(settings: Phase1Settings, source: ShardSource, progress: Progress | None = None) -> dict:
+def run_phase1(
+    settings: Phase1Settings,
+    source: ShardSource,
+    progress: Progress | None = None,
+    tap: TapFactory | None = None,
+) -> dict:
     """Fetch, rectify and clean up one worker's clips; returns the manifest (also saved as manifest.json).
+
+    tap: makes, for each clip rectified now, a ClipTap that is handed every rectified frame (one pass).
 
     Safe to run twice at once on one folder: each run stages in its own folder, each clip is made under
     its own lock (a run finding a clip taken waits for it rather than redoing it), and the manifest is
@@ -354,7 +378,7 @@ def run_phase1(settings: Phase1Settings, source: ShardSource, progress: Progress
     new_folders = [p for p in (folder, *folder.parents) if not p.exists()]
     check_writable(folder)
     try:
-        return _run_phase1(settings, source, progress, folder)
+        return _run_phase1(settings, source, progress, folder, tap)
     except BaseException:
         for path in new_folders:  # a run that made nothing leaves no empty folders behind
             if path.is_dir() and not any(path.rglob("*.mp4")) and not any(path.rglob("*.json")):
@@ -362,7 +386,9 @@ def run_phase1(settings: Phase1Settings, source: ShardSource, progress: Progress
         raise
 
 
-def _run_phase1(settings: Phase1Settings, source: ShardSource, progress: Progress, folder: Path) -> dict:
+def _run_phase1(
+    settings: Phase1Settings, source: ShardSource, progress: Progress, folder: Path, tap: TapFactory | None
+) -> dict:
     worker = settings.worker_ref
     run_id = new_run_id()
     described = source.describe()
@@ -377,7 +403,8 @@ def _run_phase1(settings: Phase1Settings, source: ShardSource, progress: Progres
         known_shards: dict = {}
         with contextlib.suppress(OSError, ValueError, AttributeError):
             known_shards = json.loads((folder / MANIFEST_FILE).read_text()).get("shards", {})
-        ctx = WorkerContext(fetch_calibration(source, settings, staging), settings, folder, progress)
+        calib = fetch_calibration(source, settings, staging)
+        ctx = WorkerContext(calib, settings, folder, progress, tap=tap)
         shards = source.list_shards(worker)
         progress.log(f"{worker.factory}/{worker.worker}: {len(shards)} shard(s) on {described}")
         found: set[int] = set()
@@ -438,6 +465,20 @@ def finish_clip(clip: ExtractedClip, done: set[int]) -> None:
     clip.video_path.with_suffix(".json").unlink(missing_ok=True)
 
 
+def check_hardware(settings: Phase1Settings) -> None:
+    """--decode cuda needs a CUDA device that PyTorch sees (the remap runs there); --encoder nvenc needs an
+    NVENC that opens. Raises VideoError naming the setting; auto and cpu never fail here."""
+    if settings.decode == "cuda":
+        import torch  # only when the GPU is asked for
+
+        if not torch.cuda.is_available():
+            raise VideoError(
+                "--decode cuda: PyTorch sees no CUDA GPU here (NVDEC frames are remapped by torch on the "
+                "GPU): use --decode cpu or auto"
+            )
+    pick_encoder(settings.encoder_settings, frames_on_gpu=False)  # raises for an nvenc that cannot open
+
+
 def fetch_calibration(source: ShardSource, settings: Phase1Settings, staging: Path) -> FisheyeCalibration:
     """The worker's lens, copied into `staging` and checked; errors name the file the user can fix. The view
     is checked against the lens at its calibrated size (every dataset clip's size) before any shard is
@@ -465,6 +506,20 @@ def plausible_camera(
     return camera
 
 
+def finish_tap(tap: ClipTap, error: Exception | None, final: Path, progress: Progress) -> None:
+    """Hand the finished mp4 to the clip's tap. A tap that failed is reported, not raised: the clip is
+    rectified and recorded; the two-pass phase 2 makes what the tap could not, and reports it again."""
+    if error is None:
+        try:
+            tap.finish(final)
+            return
+        except Exception as err:
+            error = err
+    else:
+        tap.abort()
+    progress.error(f"{final.name}: one-pass embedding failed ({error}); phase 2 redoes it from the mp4")
+
+
 def process_clip(clip: ExtractedClip, ctx: WorkerContext) -> dict:
     """Rectify one extracted clip into the worker's folder; returns its manifest entry."""
     calib, cameras, settings, folder, progress = (
@@ -488,9 +543,34 @@ def process_clip(clip: ExtractedClip, ctx: WorkerContext) -> dict:
     camera = cameras[size]
     final = folder / rectified_name(clip.index)
     bar = progress.frames_bar(f"rectify {clip.name}", info.n_frames)
-    with atomic_output(final) as tmp:
-        stats = rectify_video(clip.video_path, tmp, calib, camera, settings.encoder, bar)
-        result = verify_output(tmp, stats, camera)
+    tap = ctx.tap(clip.name, info) if ctx.tap is not None else None
+    tap_error: Exception | None = None
+
+    def on_frame(index: int, pts: int, frame: av.VideoFrame) -> None:
+        nonlocal tap_error
+        if tap is not None and tap_error is None:
+            try:
+                tap.push(index, pts, frame)
+            except Exception as err:  # the tap's failure is its own: the clip is still rectified
+                tap_error = err
+
+    try:
+        with atomic_output(final) as tmp:
+            stats = rectify_video(
+                clip.video_path,
+                tmp,
+                calib,
+                camera,
+                settings.encoder_settings,
+                bar,
+                on_frame if tap else None,
+                decode=settings.decode,
+            )
+            result = verify_output(tmp, stats, camera)
+    except BaseException:
+        if tap is not None:
+            tap.abort()
+        raise
     preview = None
     if stats.preview_rgb is not None:
         preview = final.with_name(preview_name(final.name))
@@ -502,6 +582,8 @@ def process_clip(clip: ExtractedClip, ctx: WorkerContext) -> dict:
             remove_partials(folder / CAMERA_FILE)
             write_json(folder / CAMERA_FILE, camera_record(calib, calib_at_frame, camera, settings))
     progress.log(f"{clip.name} -> {final} ({result['frames']} frames, {result['duration_s']:.1f} s)")
+    if tap is not None:
+        finish_tap(tap, tap_error, final, progress)
     return {
         "source_clip": clip.name,
         "shard": clip.shard,
@@ -512,5 +594,8 @@ def process_clip(clip: ExtractedClip, ctx: WorkerContext) -> dict:
         "source_duration_s": round(stats.source.duration_s, 6),
         "source_size": [info.width, info.height],
         "source_codec": info.codec,
+        "decoder": stats.decoder,
+        "remap": stats.remap,
+        "encoder": stats.encoder,
         "camera": {k: camera.to_json()[k] for k in ("width", "height", "fx", "fy", "cx", "cy", "hfov_deg")},
     }

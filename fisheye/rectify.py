@@ -21,7 +21,21 @@ import cv2
 import numpy as np
 
 from egoclean.errors import VideoError
-from egoclean.video import VideoInfo, VideoWriter, converted, decode, plane_arrays, prefetch, probe
+from egoclean.hwdecode import pick_decoder
+from egoclean.video import (
+    ENCODERS,
+    NVENC_ENCODERS,
+    VideoInfo,
+    VideoWriter,
+    converted,
+    encoder_works,
+    plane_arrays,
+    prefetch,
+    probe,
+)
+from egoclean.video import (
+    decode as decode_frames,
+)
 from fisheye.camera import FisheyeCalibration, PinholeCamera, yuv420_plane_maps
 
 QUEUE_FRAMES = 8  # frames buffered between stages: enough to absorb jitter, small enough to keep memory flat
@@ -29,13 +43,33 @@ QUEUE_FRAMES = 8  # frames buffered between stages: enough to absorb jitter, sma
 BLACK_Y, NEUTRAL_UV = 16, 128
 
 
+ENCODER_CHOICES = ("auto", "libx264", "libx265", "nvenc")
+
+
 @dataclass(frozen=True)
 class EncoderSettings:
     """The output encoder; defaults and checks live in fisheye.settings.Phase1Settings."""
 
-    codec: str  # "h264" (libx264) or "h265" (libx265)
+    codec: str  # "h264" or "h265"
     crf: int
     preset: str
+    encoder: str = "auto"  # ENCODER_CHOICES: auto = NVENC when frames are on an NVENC GPU, else libx26x
+
+
+def pick_encoder(settings: EncoderSettings, frames_on_gpu: bool) -> str:
+    """The FFmpeg encoder for `settings`: libx264/libx265, or NVENC when asked for (it must work here) or
+    when `auto` and the frames are decoded on a GPU that has NVENC (an RTX 3090; not an H100 or H200)."""
+    software, nvenc = ENCODERS[settings.codec], NVENC_ENCODERS[settings.codec]
+    if settings.encoder == "nvenc":
+        if not encoder_works(nvenc):
+            raise VideoError(
+                f"--encoder nvenc: {nvenc} does not open here; it needs an NVIDIA GPU with NVENC and its "
+                "driver (H100/H200 have none): use --encoder auto or libx264"
+            )
+        return nvenc
+    if settings.encoder == "auto" and frames_on_gpu and encoder_works(nvenc):
+        return nvenc
+    return software
 
 
 @dataclass(frozen=True)
@@ -43,6 +77,9 @@ class RectifyStats:
     frames: int
     source: VideoInfo
     preview_rgb: tuple[np.ndarray, np.ndarray] | None  # (fisheye, rectified) RGB of the middle frame
+    decoder: str = "cpu"  # where the source was decoded: cpu or cuda (NVDEC)
+    remap: str = "cv2"  # cv2 (CPU), or torch-cpu / torch-cuda (fisheye.remap_torch)
+    encoder: str = "libx264"  # the FFmpeg encoder that wrote the output
 
 
 class PlaneRemapper:
@@ -102,12 +139,23 @@ def rectify_video(
     camera: PinholeCamera,
     encoder: EncoderSettings,
     progress: Callable[[int], None] | None = None,
+    on_frame: Callable[[int, int, av.VideoFrame], None] | None = None,
+    decode: str = "cpu",
+    remap_device: str | None = None,
 ) -> RectifyStats:
     """Rectify every frame of `src` into `dst` (an MP4), keeping each frame's timestamp.
 
     calib: the lens, at any calibration size (scaled here to the video's size).
     camera: the rectified pinhole camera (its size is the output size).
     progress: called with the number of frames finished since the last call.
+    on_frame: called with (index, pts, rectified yuv420p frame) for every frame, in order, before it is
+        encoded: the one-pass path hands the frames to V-JEPA 2 with no encode-decode loss. The frame carries
+        the output's colour tags (so an RGB conversion of it matches one of the decoded output) and must
+        not be changed: the encoder may still hold it.
+    decode: cpu, cuda (NVDEC; frames stay on the GPU and are remapped there by torch) or auto
+        (egoclean.hwdecode.pick_decoder).
+    remap_device: remap with the torch op on this device ("cpu" checks the GPU path's code on a CPU);
+        None = cv2 on the CPU, unless the frames are decoded on the GPU.
     """
     src, dst = Path(src), Path(dst)
     info = probe(src)
@@ -115,8 +163,12 @@ def rectify_video(
         raise VideoError(
             f"{src}: frame size {info.width}x{info.height} is odd; yuv420p video needs even sizes"
         )
-    remap = PlaneRemapper(calib.scaled_to(info.width, info.height), camera)
+    decoder = pick_decoder(src, decode)
+    if decoder == "cuda":
+        remap_device = "cuda"
+    calib_at_frame = calib.scaled_to(info.width, info.height)
     preview_index = info.n_frames // 2
+    color = output_color(info)
     writer = VideoWriter(
         dst,
         camera.width,
@@ -126,29 +178,63 @@ def rectify_video(
         codec=encoder.codec,
         crf=encoder.crf,
         preset=encoder.preset,
-        color=output_color(info),
+        color=color,
+        encoder=pick_encoder(encoder, frames_on_gpu=decoder == "cuda"),
     )
+
+    def new_rectified_frame() -> av.VideoFrame:
+        frame = writer.new_frame()
+        frame.colorspace, frame.color_range = color[0], color[1]  # tags only: the same bytes out
+        return frame
 
     def remap_frames(
         frames: Iterator[tuple[int, int, av.VideoFrame]],
-    ) -> Iterator[tuple[int, av.VideoFrame, av.VideoFrame | None]]:
-        """(pts, rectified frame, the source frame for the preview frame only: nothing else is held).
+    ) -> Iterator[tuple[int, int, av.VideoFrame, np.ndarray | None]]:
+        """(index, pts, rectified frame, the source frame's RGB for the preview frame only).
         The remap reads the decoder's frame and writes the encoder's frame in place: no to_ndarray or
         from_ndarray copy (2 x 3 MB per 1080p frame; bench/RESULTS.md, issue 14)."""
+        remap = PlaneRemapper(calib_at_frame, camera)
         for index, pts, frame in frames:
             source = converted(frame, "yuv420p")
-            rectified = writer.new_frame()
+            rectified = new_rectified_frame()
             remap.remap_planes(plane_arrays(source), plane_arrays(rectified))
-            yield pts, rectified, source if index == preview_index else None
+            preview = yuv420p_to_rgb(source.to_ndarray()) if index == preview_index else None
+            yield index, pts, rectified, preview
 
-    # three stages on three threads: decode | remap | encode (here)
-    stages = prefetch(remap_frames(prefetch(decode(src), QUEUE_FRAMES)), QUEUE_FRAMES)
+    def remap_frames_torch(
+        frames: Iterator[tuple[int, int, av.VideoFrame]],
+    ) -> Iterator[tuple[int, int, av.VideoFrame, np.ndarray | None]]:
+        """The same with the torch remap on `remap_device`: NVDEC frames are remapped where they are and
+        only the rectified planes come back to the host, for the encoder."""
+        import torch  # only for this path: the CPU default never imports it
+
+        from egoclean.yuv_torch import frame_color, plane_tensors, yuv420_to_rgb
+        from fisheye.remap_torch import TorchPlaneRemapper
+
+        remap = TorchPlaneRemapper(calib_at_frame, camera, remap_device or "cpu")
+        for index, pts, frame in frames:
+            planes = plane_tensors(frame if frame.format.name == "cuda" else converted(frame, "yuv420p"))
+            rectified = new_rectified_frame()
+            for host, plane in zip(plane_arrays(rectified), remap.remap_planes(*planes), strict=True):
+                torch.from_numpy(host).copy_(plane)
+            preview = None
+            if index == preview_index:
+                preview = yuv420_to_rgb(*planes, *frame_color(frame)).cpu().numpy()
+            yield index, pts, rectified, preview
+
+    # three stages on three threads: decode | remap | encode (here). NVDEC's frame pool is small: frames
+    # queued on the GPU hold its surfaces, so that queue is short.
+    decoded = prefetch(decode_frames(src, device=decoder), QUEUE_FRAMES if decoder == "cpu" else 2)
+    remapped = (remap_frames if remap_device is None else remap_frames_torch)(decoded)
+    stages = prefetch(remapped, QUEUE_FRAMES)
     frames, preview = 0, None
     try:
-        for pts, rectified, source in stages:
+        for index, pts, rectified, source_rgb in stages:
+            if on_frame is not None:
+                on_frame(index, pts, rectified)
             writer.write(rectified, pts)
-            if source is not None:
-                preview = (yuv420p_to_rgb(source.to_ndarray()), yuv420p_to_rgb(rectified.to_ndarray()))
+            if source_rgb is not None:
+                preview = (source_rgb, yuv420p_to_rgb(rectified.to_ndarray()))
             frames += 1
             if progress and frames % 10 == 0:
                 progress(10)
@@ -164,4 +250,5 @@ def rectify_video(
         raise VideoError(
             f"{src}: no frame could be decoded; the file is corrupt: delete it and fetch it again"
         )
-    return RectifyStats(frames=frames, source=info, preview_rgb=preview)
+    remap_name = "cv2" if remap_device is None else f"torch-{remap_device.split(':')[0]}"
+    return RectifyStats(frames, info, preview, decoder, remap_name, writer.encoder)

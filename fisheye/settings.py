@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from egoclean.config import setting
+from egoclean.hwdecode import DECODE_MODES
 from fisheye.dataset import WorkerRef, parse_clip_selection
-from fisheye.rectify import EncoderSettings
+from fisheye.rectify import ENCODER_CHOICES, EncoderSettings
 
 DEFAULT_WORKER = "factory_001/worker_001"
 DEFAULT_CLIPS = "00001,00002"  # the seed's proof-of-concept clips
@@ -66,6 +67,18 @@ class Phase1Settings:
         18, "x264/x265 constant rate factor: 0 is lossless, lower is better", low=0, high=51, metavar="N"
     )
     preset: str = setting("veryfast", "x264/x265 speed preset", choices=PRESETS)
+    decode: str = setting(
+        "cpu",
+        "where to decode: cpu; cuda = NVDEC, frames stay on the GPU (remapped there by torch; with run.sh, "
+        "phase 2 hands them to the model there too); auto = cuda where it works, else cpu",
+        choices=DECODE_MODES,
+    )
+    encoder: str = setting(
+        "auto",
+        "auto = NVENC when frames are decoded on a GPU that has it (RTX 3090, not H100/H200), else "
+        "libx264/libx265 for --codec; or libx264, libx265, nvenc",
+        choices=ENCODER_CHOICES,
+    )
     env_file: Path = setting(Path(".env"), "where to look for HF_KEY or HF_TOKEN", metavar="FILE")
 
     @property
@@ -78,8 +91,18 @@ class Phase1Settings:
         return parse_clip_selection(self.clips)
 
     @property
-    def encoder(self) -> EncoderSettings:
-        return EncoderSettings(codec=self.codec, crf=self.crf, preset=self.preset)
+    def encoder_settings(self) -> EncoderSettings:
+        return EncoderSettings(codec=self.codec, crf=self.crf, preset=self.preset, encoder=self.encoder)
+
+    def conflicts(self) -> list[str]:
+        """Settings that contradict each other (egoclean.config.validate reports the first)."""
+        software = {"libx264": "h264", "libx265": "h265"}
+        if self.encoder in software and software[self.encoder] != self.codec:
+            return [
+                f"--encoder {self.encoder} writes {software[self.encoder]}, but --codec is {self.codec}: "
+                "drop one of them or make them agree"
+            ]
+        return []
 
     def output_affecting(self) -> dict:
         """The settings a finished output depends on: a rerun with other values redoes the clip."""

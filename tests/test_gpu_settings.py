@@ -68,3 +68,51 @@ def test_compiled_encoder_matches_eager(tiny_model_dir, test_clip, tmp_path):
     a = np.load(encode_clip(test_clip, eager, settings, tmp_path / "eager").emb_path)
     b = np.load(encode_clip(test_clip, compiled, settings, tmp_path / "compiled").emb_path)
     np.testing.assert_allclose(a, b, atol=1e-3)
+
+
+# --- --decode: NVDEC frames go to the model without leaving the GPU ------------------------------------
+
+
+def test_tensor_frames_are_swscales_frames_and_embed_the_same(tiny_model_dir, test_clip):
+    """The NVDEC path's conversion and stream input (egoclean.hwdecode.iter_rgb_tensors), run on the CPU:
+    the same RGB as the CPU reader, bit for bit, so the same embeddings."""
+    from egoclean.hwdecode import iter_rgb_tensors
+    from egoclean.video import iter_frames
+    from VJEPA.embedder import embed_frames
+
+    tensors = list(iter_rgb_tensors(test_clip, "cpu"))
+    arrays = list(iter_frames(test_clip, "rgb24"))
+    assert [(f.index, f.pts, f.time_s) for f in tensors] == [(f.index, f.pts, f.time_s) for f in arrays]
+    assert all(np.array_equal(t.data.numpy(), a.data) for t, a in zip(tensors, arrays, strict=True))
+    encoder = load_encoder(str(tiny_model_dir), device="cpu")
+    from_tensors = embed_frames(encoder, tensors, window=4, stride_frames=15, batch_size=3)
+    from_arrays = embed_frames(encoder, arrays, window=4, stride_frames=15, batch_size=3)
+    np.testing.assert_array_equal(from_tensors.embeddings, from_arrays.embeddings)
+    np.testing.assert_array_equal(from_tensors.start_times_s, from_arrays.start_times_s)
+
+
+def test_decode_auto_with_a_cpu_model_decodes_on_the_cpu_and_says_so(tiny_model_dir, test_clip, tmp_path):
+    encoder = load_encoder(str(tiny_model_dir), device="cpu")
+    result = encode_clip(test_clip, encoder, EncodeSettings(window=4, decode="auto"), tmp_path)
+    assert json.loads(result.json_path.read_text())["decoder"] == "cpu"
+
+
+def test_decode_cuda_with_a_cpu_model_is_one_line(tiny_model_dir, test_clip, tmp_path, capsys):
+    from VJEPA.encode import main
+
+    code = main([str(test_clip), "--model", str(tiny_model_dir), "--device", "cpu", "--decode", "cuda",
+                 "--window", "4", "--out", str(tmp_path)])  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "--decode cuda: the model is on cpu" in err[0], err
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA GPU")
+def test_nvdec_frames_embed_like_cpu_frames(tiny_model_dir, test_clip, tmp_path):
+    gpu = load_encoder(str(tiny_model_dir), device="cuda", dtype="float32")
+    cpu_frames = encode_clip(test_clip, gpu, EncodeSettings(window=4, decode="cpu"), tmp_path / "a")
+    nvdec = encode_clip(test_clip, gpu, EncodeSettings(window=4, decode="cuda"), tmp_path / "b")
+    assert json.loads(nvdec.json_path.read_text())["decoder"] == "cuda"
+    a, b = np.load(cpu_frames.emb_path), np.load(nvdec.emb_path)
+    cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    assert cos.min() > 0.999  # NVDEC's and FFmpeg's HEVC/H.264 decoders agree to the bit on a valid stream

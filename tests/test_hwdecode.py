@@ -35,3 +35,50 @@ def test_cpu_never_touches_the_gpu(test_clip):
     container, chosen = open_for_decode(test_clip, "cpu")
     container.close()
     assert chosen == "cpu"
+
+
+# --- phase 1's --decode and --encoder ---------------------------------------------------------------------
+
+
+def test_encoder_choice_falls_back_to_the_cpu_encoder_where_there_is_no_nvenc():
+    from fisheye.rectify import EncoderSettings, pick_encoder
+
+    assert pick_encoder(EncoderSettings("h264", 18, "veryfast"), frames_on_gpu=False) == "libx264"
+    assert pick_encoder(EncoderSettings("h265", 18, "veryfast", "libx265"), frames_on_gpu=False) == "libx265"
+    if NO_GPU:  # auto with GPU frames asks for NVENC, which does not open here
+        assert pick_encoder(EncoderSettings("h264", 18, "veryfast"), frames_on_gpu=True) == "libx264"
+
+
+@pytest.mark.skipif(not NO_GPU, reason="this machine has a GPU: NVENC may work")
+def test_nvenc_without_a_gpu_is_one_clear_error():
+    from fisheye.rectify import EncoderSettings, pick_encoder
+
+    with pytest.raises(VideoError, match="--encoder nvenc: h264_nvenc does not open here"):
+        pick_encoder(EncoderSettings("h264", 18, "veryfast", "nvenc"), frames_on_gpu=False)
+
+
+def test_an_encoder_for_the_other_codec_is_refused():
+    from egoclean.config import validate
+    from egoclean.errors import SettingError
+    from fisheye.settings import Phase1Settings
+
+    with pytest.raises(SettingError, match="--encoder libx264 writes h264, but --codec is h265"):
+        validate(Phase1Settings(codec="h265", encoder="libx264"))
+    validate(Phase1Settings(codec="h265", encoder="libx265"))
+
+
+@pytest.mark.skipif(not NO_GPU, reason="this machine has a GPU")
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["--decode", "cuda"], "--decode cuda: PyTorch sees no CUDA GPU"),
+        (["--encoder", "nvenc"], "--encoder nvenc"),
+    ],
+)
+def test_a_gpu_setting_without_the_gpu_fails_before_anything_is_fetched(argv, says, tmp_path, capsys):
+    from fisheye import cli
+
+    code = cli.main(["--sample", "--out", str(tmp_path / "out"), *argv])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith(f"error: {says}"), err
+    assert not (tmp_path / "out").exists()  # not even the sample was rendered

@@ -8,6 +8,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
+import torch
 
 from egoclean.errors import VideoError
 from egoclean.video import probe
@@ -51,7 +52,7 @@ def run_cli(hub: Path, out: Path, *extra: str) -> int:
 def test_local_source_end_to_end(hub, tmp_path):
     out = tmp_path / "data"
     before = sorted(p.name for p in (hub / WORKER_DIR).iterdir())
-    assert run_cli(hub, out, "--clips", "00001,00002") == 0
+    assert run_cli(hub, out, "--clips", "00001,00002", "--decode", "auto") == 0
     folder = out / "factory_001"
     assert sorted(p.name for p in folder.iterdir()) == [
         ".locks",  # one lock file per clip and the manifest's (kept: deleting a lock file is a race)
@@ -70,6 +71,10 @@ def test_local_source_end_to_end(hub, tmp_path):
         assert entry["source_clip"] == f"factory001_worker001_{index:05d}"
         assert entry["frames"] == info.n_frames == entry["source_frames"] == round(seconds * SPEC.fps)
         assert entry["duration_s"] == pytest.approx(seconds, abs=0.04)
+        # how it was made: --decode auto falls back to the CPU (and cv2) where there is no NVDEC
+        on_gpu = entry["decoder"] == "cuda"
+        assert on_gpu == torch.cuda.is_available() and entry["remap"] == ("torch-cuda" if on_gpu else "cv2")
+        assert entry["encoder"] in (("h264_nvenc", "libx264") if on_gpu else ("libx264",))
     camera = json.loads((folder / "intrinsics.json").read_text())
     assert (camera["model"], camera["width"], camera["height"]) == ("pinhole", 192, 108)
     assert camera["hfov_deg"] == pytest.approx(94, abs=0.5) and camera["invalid_pixel_fraction"] == 0

@@ -40,14 +40,33 @@ def fisheye_clip(tmp_path_factory):
     return path
 
 
-@pytest.fixture(scope="module")
-def rectified(fisheye_clip):
+@pytest.fixture(scope="module", params=["cv2", "torch-cpu"])
+def rectified(fisheye_clip, request):
+    """The clip rectified by cv2.remap (the CPU default) and by the torch remap the GPU path runs (here on
+    the CPU): every geometry test runs on both."""
     camera = rectified_camera(EGOCENTRIC_10K_CALIBRATION.scaled_to(W, H), W, H)
-    out = fisheye_clip.with_name("rectified.mp4")
+    out = fisheye_clip.with_name(f"rectified-{request.param}.mp4")
+    remap_device = None if request.param == "cv2" else "cpu"
+    encoder = EncoderSettings("h264", 12, "veryfast")
     stats = rectify_video(
-        fisheye_clip, out, EGOCENTRIC_10K_CALIBRATION, camera, EncoderSettings("h264", 12, "veryfast")
+        fisheye_clip, out, EGOCENTRIC_10K_CALIBRATION, camera, encoder, remap_device=remap_device
     )
+    assert (stats.remap, stats.decoder, stats.encoder) == (request.param, "cpu", "libx264")
     return out, camera, stats
+
+
+def test_the_torch_remap_path_writes_what_the_cv2_path_writes(fisheye_clip, tmp_path):
+    """Within the two remaps' ~2 code values (tests/test_remap_torch.py) plus x264's noise on top."""
+    camera = rectified_camera(EGOCENTRIC_10K_CALIBRATION.scaled_to(W, H), W, H)
+    encoder = EncoderSettings("h264", 0, "ultrafast")  # lossless: only the remaps differ
+    outputs = []
+    for name, device in (("cv2", None), ("torch", "cpu")):
+        out = tmp_path / f"{name}.mp4"
+        rectify_video(fisheye_clip, out, EGOCENTRIC_10K_CALIBRATION, camera, encoder, remap_device=device)
+        outputs.append([f.data.astype(np.int16) for f in iter_frames(out, "yuv420p")])
+    assert len(outputs[0]) == len(outputs[1]) == N_FRAMES
+    diff = np.abs(np.stack(outputs[0]) - np.stack(outputs[1]))
+    assert diff.mean() <= 0.5 and diff.max() <= 2, (diff.mean(), diff.max())
 
 
 def test_straight_3d_lines_are_straight_and_where_intrinsics_put_them(rectified):
