@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -33,6 +34,7 @@ from egoclean.hwdecode import iter_rgb_tensors, pick_decoder
 from egoclean.layout import embedding_paths, list_clips
 from egoclean.progress import Progress, terminal_progress
 from egoclean.video import Feeder, Frame, VideoInfo, converted, iter_frames, prefetch, probe
+from egoclean.yuv_torch import Planes, frame_color, yuv420_to_rgb
 from VJEPA.embedder import (
     Encoder,
     ModelError,
@@ -214,6 +216,9 @@ def pick_clip_decoder(video_path: Path, decode: str, encoder: Encoder) -> str:
     return pick_decoder(video_path, decode)
 
 
+Pushed = tuple[int, int, av.VideoFrame, Planes | None]  # index, pts, frame, its planes on the GPU or None
+
+
 class StreamingClipEncoder:
     """Embeds one clip from frames pushed while another loop makes it: the one-pass path, where phase 1
     hands each rectified yuv420p frame over before encoding it, so V-JEPA 2 sees the frames without x264's
@@ -236,22 +241,29 @@ class StreamingClipEncoder:
     ) -> None:
         self.encoder, self.settings, self.time_base = encoder, settings, Fraction(time_base)
 
-        def consume(items: Iterator[tuple[int, int, av.VideoFrame]]) -> tuple[WindowEmbeddings, int]:
-            frames = (
+        def rgb(frame: av.VideoFrame, planes: Planes | None) -> Any:
+            if planes is None:
                 # the same swscale conversion the decoded mp4 gets in encode_clip (the frame carries the
                 # output's colour tags), minus the encode-decode round trip
-                Frame(index, pts, float(pts * self.time_base), converted(frame, "rgb24").to_ndarray())
-                for index, pts, frame in items
+                return converted(frame, "rgb24").to_ndarray()
+            # planes on the GPU: converted there, bit for bit as swscale does it, and kept there
+            y, u, v = (plane.to(encoder.device) for plane in planes)
+            return yuv420_to_rgb(y, u, v, *frame_color(frame))
+
+        def consume(items: Iterator[Pushed]) -> tuple[WindowEmbeddings, int]:
+            frames = (
+                Frame(index, pts, float(pts * self.time_base), rgb(frame, planes))
+                for index, pts, frame, planes in items
             )
             return embed_clip_frames(encoder, frames, settings, fps, n_frames_expected, progress)
 
-        self._feeder: Feeder[tuple[int, int, av.VideoFrame], tuple[WindowEmbeddings, int]] = Feeder(
-            consume, name="embed"
-        )
+        self._feeder: Feeder[Pushed, tuple[WindowEmbeddings, int]] = Feeder(consume, name="embed")
 
-    def push(self, index: int, pts: int, frame: av.VideoFrame) -> None:
-        """One yuv420p frame (kept as it is: it must not change afterwards). Raises what the model raised."""
-        self._feeder.put((index, pts, frame))
+    def push(self, index: int, pts: int, frame: av.VideoFrame, planes: Planes | None = None) -> None:
+        """One yuv420p frame (kept as it is: it must not change afterwards), and its Y/U/V planes as torch
+        tensors when they are on a GPU already (the remap ran there): then those are used and the frame
+        never comes back through the host. Raises what the model raised."""
+        self._feeder.put((index, pts, frame, planes))
 
     def finish(self, video_path: Path, out_dir: Path | None = None) -> EncodeResult:
         """The clip's mp4 is complete at `video_path`: wait for the model, then write the outputs."""

@@ -55,6 +55,7 @@ _SWS_COEFFICIENTS = {
     9: (110013, 140363, 12277, 42626),  # BT.2020 non-constant luminance
 }
 
+Planes = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # Y, U, V of one yuv420 frame
 _YUV420_FORMATS = ("yuv420p", "yuvj420p")
 _JPEG_RANGE = 2  # AVCOL_RANGE_JPEG
 

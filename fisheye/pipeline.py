@@ -20,7 +20,7 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import av
 import cv2
@@ -47,6 +47,9 @@ from fisheye.sample import SampleSpec, write_sample_hub
 from fisheye.settings import DEFAULT_CLIPS, DEFAULT_WORKER, Phase1Settings
 from fisheye.shards import ExtractedClip, extract_clips, verify_clip
 from fisheye.sources import HubSource, LocalSource, ShardSource, resolve_token
+
+if TYPE_CHECKING:
+    from egoclean.yuv_torch import Planes
 
 MANIFEST_VERSION = 1
 STAGING_DIR = ".staging"  # raw intermediates (shards, extracted clips, Hub cache); deleted when done
@@ -312,7 +315,7 @@ class ClipTap(Protocol):
     """Sees every rectified frame of one clip before it is encoded: the one-pass path of `run.sh all`
     (VJEPA.encode.StreamingClipEncoder) embeds them while phase 1 makes the clip."""
 
-    def push(self, index: int, pts: int, frame: av.VideoFrame) -> None: ...
+    def push(self, index: int, pts: int, frame: av.VideoFrame, planes: Planes | None = None) -> None: ...
     def finish(self, video_path: Path) -> object: ...  # the clip's mp4 is verified and in place
     def abort(self) -> None: ...
 
@@ -546,11 +549,11 @@ def process_clip(clip: ExtractedClip, ctx: WorkerContext) -> dict:
     tap = ctx.tap(clip.name, info) if ctx.tap is not None else None
     tap_error: Exception | None = None
 
-    def on_frame(index: int, pts: int, frame: av.VideoFrame) -> None:
+    def on_frame(index: int, pts: int, frame: av.VideoFrame, planes: Planes | None) -> None:
         nonlocal tap_error
         if tap is not None and tap_error is None:
             try:
-                tap.push(index, pts, frame)
+                tap.push(index, pts, frame, planes)
             except Exception as err:  # the tap's failure is its own: the clip is still rectified
                 tap_error = err
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import av
 import cv2
@@ -37,6 +38,9 @@ from egoclean.video import (
     decode as decode_frames,
 )
 from fisheye.camera import FisheyeCalibration, PinholeCamera, yuv420_plane_maps
+
+if TYPE_CHECKING:  # torch is imported only by the torch remap
+    from egoclean.yuv_torch import Planes
 
 QUEUE_FRAMES = 8  # frames buffered between stages: enough to absorb jitter, small enough to keep memory flat
 # Limited-range black, for output pixels outside the lens (only with a wide --hfov).
@@ -139,7 +143,7 @@ def rectify_video(
     camera: PinholeCamera,
     encoder: EncoderSettings,
     progress: Callable[[int], None] | None = None,
-    on_frame: Callable[[int, int, av.VideoFrame], None] | None = None,
+    on_frame: Callable[[int, int, av.VideoFrame, Planes | None], None] | None = None,
     decode: str = "cpu",
     remap_device: str | None = None,
 ) -> RectifyStats:
@@ -148,8 +152,10 @@ def rectify_video(
     calib: the lens, at any calibration size (scaled here to the video's size).
     camera: the rectified pinhole camera (its size is the output size).
     progress: called with the number of frames finished since the last call.
-    on_frame: called with (index, pts, rectified yuv420p frame) for every frame, in order, before it is
-        encoded: the one-pass path hands the frames to V-JEPA 2 with no encode-decode loss. The frame carries
+    on_frame: called with (index, pts, rectified yuv420p frame, its Y/U/V planes as torch tensors on the
+        GPU when the remap ran there, else None) for every frame, in order, before it is encoded: the
+        one-pass path hands the frames to V-JEPA 2 with no encode-decode loss (and, from the GPU, without
+        them leaving it). The frame carries
         the output's colour tags (so an RGB conversion of it matches one of the decoded output) and must
         not be changed: the encoder may still hold it.
     decode: cpu, cuda (NVDEC; frames stay on the GPU and are remapped there by torch) or auto
@@ -189,7 +195,7 @@ def rectify_video(
 
     def remap_frames(
         frames: Iterator[tuple[int, int, av.VideoFrame]],
-    ) -> Iterator[tuple[int, int, av.VideoFrame, np.ndarray | None]]:
+    ) -> Iterator[tuple[int, int, av.VideoFrame, np.ndarray | None, Planes | None]]:
         """(index, pts, rectified frame, the source frame's RGB for the preview frame only).
         The remap reads the decoder's frame and writes the encoder's frame in place: no to_ndarray or
         from_ndarray copy (2 x 3 MB per 1080p frame; bench/RESULTS.md, issue 14)."""
@@ -199,11 +205,11 @@ def rectify_video(
             rectified = new_rectified_frame()
             remap.remap_planes(plane_arrays(source), plane_arrays(rectified))
             preview = yuv420p_to_rgb(source.to_ndarray()) if index == preview_index else None
-            yield index, pts, rectified, preview
+            yield index, pts, rectified, preview, None
 
     def remap_frames_torch(
         frames: Iterator[tuple[int, int, av.VideoFrame]],
-    ) -> Iterator[tuple[int, int, av.VideoFrame, np.ndarray | None]]:
+    ) -> Iterator[tuple[int, int, av.VideoFrame, np.ndarray | None, Planes | None]]:
         """The same with the torch remap on `remap_device`: NVDEC frames are remapped where they are and
         only the rectified planes come back to the host, for the encoder."""
         import torch  # only for this path: the CPU default never imports it
@@ -212,15 +218,17 @@ def rectify_video(
         from fisheye.remap_torch import TorchPlaneRemapper
 
         remap = TorchPlaneRemapper(calib_at_frame, camera, remap_device or "cpu")
+        on_gpu = remap.device.type == "cuda"
         for index, pts, frame in frames:
             planes = plane_tensors(frame if frame.format.name == "cuda" else converted(frame, "yuv420p"))
             rectified = new_rectified_frame()
-            for host, plane in zip(plane_arrays(rectified), remap.remap_planes(*planes), strict=True):
+            out = remap.remap_planes(*planes)
+            for host, plane in zip(plane_arrays(rectified), out, strict=True):
                 torch.from_numpy(host).copy_(plane)
             preview = None
             if index == preview_index:
                 preview = yuv420_to_rgb(*planes, *frame_color(frame)).cpu().numpy()
-            yield index, pts, rectified, preview
+            yield index, pts, rectified, preview, out if on_gpu else None
 
     # three stages on three threads: decode | remap | encode (here). NVDEC's frame pool is small: frames
     # queued on the GPU hold its surfaces, so that queue is short.
@@ -229,9 +237,9 @@ def rectify_video(
     stages = prefetch(remapped, QUEUE_FRAMES)
     frames, preview = 0, None
     try:
-        for index, pts, rectified, source_rgb in stages:
+        for index, pts, rectified, source_rgb, device_planes in stages:
             if on_frame is not None:
-                on_frame(index, pts, rectified)
+                on_frame(index, pts, rectified, device_planes)
             writer.write(rectified, pts)
             if source_rgb is not None:
                 preview = (source_rgb, yuv420p_to_rgb(rectified.to_ndarray()))

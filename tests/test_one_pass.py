@@ -130,3 +130,25 @@ def test_feeder_abort_stops_a_blocked_consumer():
     assert seen == sorted(seen) and len(seen) <= 3
     with pytest.raises(FeederClosedError):
         feeder.put(99)
+
+
+def test_planes_handed_over_from_the_remap_embed_like_the_frame(fisheye_clip, encoder, tmp_path):
+    """With the remap on a GPU, the rectified planes go to the model as they are (converted to RGB there).
+    Here the same code on the CPU: the planes of each rectified frame, next to the frame itself."""
+    from egoclean.yuv_torch import plane_tensors
+
+    camera = rectified_camera(EGOCENTRIC_10K_CALIBRATION.scaled_to(W, H), W, H)
+    info = probe(fisheye_clip)
+    results = []
+    for name in ("frame", "planes"):
+        stream = StreamingClipEncoder(encoder, SETTINGS, info.fps, info.time_base, info.n_frames)
+
+        def push(index, pts, frame, planes, stream=stream, name=name):
+            stream.push(index, pts, frame, plane_tensors(frame) if name == "planes" else None)
+
+        out = tmp_path / name / "rectified_clip_1.mp4"
+        out.parent.mkdir()
+        rectify_video(fisheye_clip, out, EGOCENTRIC_10K_CALIBRATION, camera, ENCODER, on_frame=push)
+        results.append(stream.finish(out))
+    np.testing.assert_array_equal(np.load(results[0].emb_path), np.load(results[1].emb_path))
+    np.testing.assert_array_equal(np.load(results[0].ts_path), np.load(results[1].ts_path))
