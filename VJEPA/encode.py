@@ -337,9 +337,9 @@ def encode_clips(
             continue
         results.append(result)
         if result.skipped:
-            progress.log(
-                f"{clip}: outputs match the settings, skipped ({result.n_windows} windows; --force redoes)"
-            )
+            made = json.loads(result.json_path.read_text()).get("frames_from") == "one pass"
+            how = "embedded in one pass with phase 1, kept" if made else "outputs match the settings, skipped"
+            progress.log(f"{clip}: {how} ({result.n_windows} windows; --force redoes)")
         else:
             facts = json.loads(result.json_path.read_text())
             progress.log(

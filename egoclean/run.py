@@ -41,7 +41,8 @@ commands:
          clips; without one: both phases on the built-in sample clip, offline
   1      phase 1 only: download, extract, rectify
   2      phase 2 only: V-JEPA 2 embeddings + analysis of the phase 1 outputs (use a GPU)
-  all    phase 1 then phase 2
+  all    both phases, in one pass over each clip: every rectified frame goes to V-JEPA 2 before it is
+         encoded (no second decode, no encoder loss); then the analysis
   test   run the test suite (pytest); arguments after -- go to pytest (bash run.sh test -- -k camera)"""
 
 EPILOG = """\

@@ -168,10 +168,26 @@ def fetch_shard(job: Job, row: Row) -> list[Row]:
     ]
 
 
+class OnePassTap:
+    """One clip's V-JEPA 2 stream, fed by phase 1 (VJEPA.encode.StreamingClipEncoder), saying when done."""
+
+    def __init__(self, stream: StreamingClipEncoder, progress: Progress) -> None:
+        self.stream, self.progress = stream, progress
+        self.push = stream.push
+        self.abort = stream.abort
+
+    def finish(self, video_path: Path) -> object:
+        result = self.stream.finish(video_path)
+        self.progress.log(
+            f"{video_path.name}: {result.n_windows} windows embedded in the same pass -> {result.emb_path}"
+        )
+        return result
+
+
 def one_pass_tap(encoder: Encoder, settings: EncodeSettings, progress: Progress) -> TapFactory:
     """For each clip phase 1 rectifies: a V-JEPA 2 stream that embeds its frames as they are made."""
 
-    def make(clip_name: str, info: VideoInfo) -> StreamingClipEncoder:
+    def make(clip_name: str, info: VideoInfo) -> OnePassTap:
         bar = progress.frames_bar(f"embed {clip_name}", None)
         last = 0
 
@@ -180,7 +196,8 @@ def one_pass_tap(encoder: Encoder, settings: EncodeSettings, progress: Progress)
             bar(done - last)
             last = done
 
-        return StreamingClipEncoder(encoder, settings, info.fps, info.time_base, info.n_frames, on_batch)
+        stream = StreamingClipEncoder(encoder, settings, info.fps, info.time_base, info.n_frames, on_batch)
+        return OnePassTap(stream, progress)
 
     return make
 
