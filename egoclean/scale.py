@@ -188,15 +188,8 @@ def one_pass_tap(encoder: Encoder, settings: EncodeSettings, progress: Progress)
     """For each clip phase 1 rectifies: a V-JEPA 2 stream that embeds its frames as they are made."""
 
     def make(clip_name: str, info: VideoInfo) -> OnePassTap:
-        bar = progress.frames_bar(f"embed {clip_name}", None)
-        last = 0
-
-        def on_batch(done: int, _total: int) -> None:
-            nonlocal last
-            bar(done - last)
-            last = done
-
-        stream = StreamingClipEncoder(encoder, settings, info.fps, info.time_base, info.n_frames, on_batch)
+        # no bar of its own: the clip's rectify bar shows the pass (the terminal holds one bar at a time)
+        stream = StreamingClipEncoder(encoder, settings, info.fps, info.time_base, info.n_frames)
         return OnePassTap(stream, progress)
 
     return make

@@ -330,3 +330,43 @@ def test_many_missing_clips_make_one_short_line(hub, tmp_path, capsys):
     assert run_cli(hub, tmp_path / "data", "--clips", "0-99999") == 2
     message = one_line_error(capsys)
     assert "more not found" in message and len(message) < 400
+
+
+class FailingTap:
+    """A one-pass tap whose model breaks at frame 5 (or, with `at_finish`, when the clip is done)."""
+
+    def __init__(self, at_finish: bool = False) -> None:
+        self.at_finish, self.frames, self.aborted = at_finish, 0, False
+
+    def push(self, index, pts, frame, planes=None):
+        self.frames += 1
+        if not self.at_finish and index == 5:
+            raise RuntimeError("CUDA out of memory")
+
+    def finish(self, video_path):
+        if self.at_finish:
+            raise ValueError("the model went away")
+
+    def abort(self):
+        self.aborted = True
+
+
+@pytest.mark.parametrize("at_finish", [False, True])
+def test_a_failing_one_pass_tap_does_not_fail_the_clip(hub, tmp_path, at_finish):
+    """The clip is still rectified and recorded; the error is one line naming the clip; phase 2 will
+    embed it from the mp4."""
+    errors: list[str] = []
+    taps: list[FailingTap] = []
+
+    def make_tap(clip_name, info):
+        taps.append(FailingTap(at_finish))
+        return taps[-1]
+
+    settings = Phase1Settings(clips="1", out=tmp_path / "data", source=hub, preset="ultrafast")
+    manifest = run_phase1(settings, LocalSource(hub), pipeline.Progress(error=errors.append), tap=make_tap)
+    assert list(manifest["clips"]) == ["00001"]
+    (tap,) = taps
+    assert tap.frames == (SPEC.fps if at_finish else 6)  # a failed tap gets no more frames
+    assert tap.aborted is not at_finish
+    (line,) = errors
+    assert line.startswith("rectified_clip_1.mp4: one-pass embedding failed") and "phase 2 redoes it" in line
