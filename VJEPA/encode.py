@@ -34,7 +34,7 @@ from egoclean.hwdecode import iter_rgb_tensors, pick_decoder
 from egoclean.layout import embedding_paths, list_clips
 from egoclean.progress import Progress, terminal_progress
 from egoclean.video import Feeder, Frame, VideoInfo, converted, iter_frames, prefetch, probe
-from egoclean.yuv_torch import Planes, frame_color, yuv420_to_rgb
+from egoclean.yuv_torch import Planes, frame_color, plane_tensors, yuv420_to_rgb
 from VJEPA.embedder import (
     Encoder,
     ModelError,
@@ -195,6 +195,8 @@ def encode_clip(
     decoder = pick_clip_decoder(video_path, settings.decode, encoder)
     if decoder == "cuda":  # NVDEC: frames stay on the GPU, converted to RGB there (egoclean.yuv_torch)
         frames: Iterable[Frame] = prefetch(iter_rgb_tensors(video_path, "cuda"), 2)  # NVDEC's pool is small
+    elif encoder.device.type == "cuda":  # CPU decode: yuv420p to the GPU (half RGB's bytes), RGB made there
+        frames = prefetch(iter_rgb_tensors(video_path, "cpu", encoder.device))
     else:
         frames = prefetch(iter_frames(video_path, pixel_format="rgb24"))  # decode in a thread
     result, batch_size = embed_clip_frames(encoder, frames, settings, info.fps, info.n_frames, progress)
@@ -242,12 +244,13 @@ class StreamingClipEncoder:
         self.encoder, self.settings, self.time_base = encoder, settings, Fraction(time_base)
 
         def rgb(frame: av.VideoFrame, planes: Planes | None) -> Any:
-            if planes is None:
-                # the same swscale conversion the decoded mp4 gets in encode_clip (the frame carries the
-                # output's colour tags), minus the encode-decode round trip
+            # The same RGB the decoded mp4 gives in encode_clip (the frame carries the output's colour
+            # tags), minus the encode-decode round trip: swscale on the CPU; with the model on a GPU the
+            # yuv420p planes go there (half RGB's bytes, or they are there already: the remap ran there)
+            # and are converted there, bit for bit as swscale does it.
+            if planes is None and encoder.device.type != "cuda":
                 return converted(frame, "rgb24").to_ndarray()
-            # planes on the GPU: converted there, bit for bit as swscale does it, and kept there
-            y, u, v = (plane.to(encoder.device) for plane in planes)
+            y, u, v = (plane.to(encoder.device) for plane in (planes or plane_tensors(frame)))
             return yuv420_to_rgb(y, u, v, *frame_color(frame))
 
         def consume(items: Iterator[Pushed]) -> tuple[WindowEmbeddings, int]:

@@ -11,7 +11,7 @@ Public API:
     cuda_hwaccel() -> HWAccel                         (frames kept on the GPU)
     open_for_decode(path, decode="auto") -> (container, "cuda" | "cpu")
     pick_decoder(path, decode="auto") -> "cuda" | "cpu"   (opens and closes the file once to find out)
-    iter_rgb_tensors(path, decoder) -> Iterator[Frame]     (data: uint8 torch [H, W, 3] where it was decoded)
+    iter_rgb_tensors(path, decoder, device) -> Iterator[Frame]   (data: uint8 torch [H, W, 3] on the GPU)
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import av.codec.hwaccel
@@ -69,18 +70,18 @@ def pick_decoder(path: str | Path, decode: str = "auto") -> str:
     return chosen
 
 
-def iter_rgb_tensors(path: str | Path, decoder: str = "cuda") -> Iterator[Frame]:
-    """Decode `path` on `decoder` ("cuda": NVDEC, or "cpu") into RGB frames that stay where they were
-    decoded: Frame.data is a uint8 torch tensor [H, W, 3] on the GPU for cuda. The conversion is
-    egoclean.yuv_torch's, which equals swscale's (iter_frames(path, "rgb24")) bit for bit."""
+def iter_rgb_tensors(path: str | Path, decoder: str = "cuda", device: Any = None) -> Iterator[Frame]:
+    """Decode `path` on `decoder` ("cuda": NVDEC, or "cpu") into RGB frames as uint8 torch tensors
+    [H, W, 3]: on the GPU that decoded them, or, decoded on the CPU, on `device` (the yuv420p planes are
+    copied there, half the bytes of RGB, and converted there). The conversion is egoclean.yuv_torch's, which
+    equals swscale's (iter_frames(path, "rgb24")) bit for bit."""
     from egoclean.yuv_torch import frame_color, plane_tensors, yuv420_to_rgb  # torch: only on this path
 
     for index, pts, frame in decode(path, device=decoder):
         time_base = frame.time_base or Fraction(1, 90000)
-        source = (
-            frame
-            if frame.format.name in ("cuda", "yuv420p", "yuvj420p", "nv12")
-            else frame.reformat(format="yuv420p")
-        )
-        rgb = yuv420_to_rgb(*plane_tensors(source), *frame_color(frame))
+        planar = frame.format.name in ("cuda", "yuv420p", "yuvj420p", "nv12")
+        planes = plane_tensors(frame if planar else frame.reformat(format="yuv420p"))
+        if device is not None:
+            planes = tuple(plane.to(device) for plane in planes)  # type: ignore[assignment]
+        rgb = yuv420_to_rgb(*planes, *frame_color(frame))
         yield Frame(index=index, pts=pts, time_s=float(pts * time_base), data=rgb)

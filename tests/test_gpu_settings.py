@@ -80,7 +80,7 @@ def test_tensor_frames_are_swscales_frames_and_embed_the_same(tiny_model_dir, te
     from egoclean.video import iter_frames
     from VJEPA.embedder import embed_frames
 
-    tensors = list(iter_rgb_tensors(test_clip, "cpu"))
+    tensors = list(iter_rgb_tensors(test_clip, "cpu", device="cpu"))  # "cuda" for a model on a GPU
     arrays = list(iter_frames(test_clip, "rgb24"))
     assert [(f.index, f.pts, f.time_s) for f in tensors] == [(f.index, f.pts, f.time_s) for f in arrays]
     assert all(np.array_equal(t.data.numpy(), a.data) for t, a in zip(tensors, arrays, strict=True))
