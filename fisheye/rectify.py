@@ -155,9 +155,8 @@ def rectify_video(
     on_frame: called with (index, pts, rectified yuv420p frame, its Y/U/V planes as torch tensors on the
         GPU when the remap ran there, else None) for every frame, in order, before it is encoded: the
         one-pass path hands the frames to V-JEPA 2 with no encode-decode loss (and, from the GPU, without
-        them leaving it). The frame carries
-        the output's colour tags (so an RGB conversion of it matches one of the decoded output) and must
-        not be changed: the encoder may still hold it.
+        them leaving it). The frame carries the output's colour tags (so an RGB conversion of it matches
+        one of the decoded output) and must not be changed: the encoder may still hold it.
     decode: cpu, cuda (NVDEC; frames stay on the GPU and are remapped there by torch) or auto
         (egoclean.hwdecode.pick_decoder).
     remap_device: remap with the torch op on this device ("cpu" checks the GPU path's code on a CPU);
@@ -196,7 +195,7 @@ def rectify_video(
     def remap_frames(
         frames: Iterator[tuple[int, int, av.VideoFrame]],
     ) -> Iterator[tuple[int, int, av.VideoFrame, np.ndarray | None, Planes | None]]:
-        """(index, pts, rectified frame, the source frame's RGB for the preview frame only).
+        """(index, pts, rectified frame, the source frame's RGB for the preview frame only, no GPU planes).
         The remap reads the decoder's frame and writes the encoder's frame in place: no to_ndarray or
         from_ndarray copy (2 x 3 MB per 1080p frame; bench/RESULTS.md, issue 14)."""
         remap = PlaneRemapper(calib_at_frame, camera)
