@@ -82,3 +82,42 @@ def test_a_gpu_setting_without_the_gpu_fails_before_anything_is_fetched(argv, sa
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and err[0].startswith(f"error: {says}"), err
     assert not (tmp_path / "out").exists()  # not even the sample was rendered
+
+
+@pytest.mark.skipif(NO_GPU, reason="needs a CUDA GPU with NVDEC")
+def test_nvdec_rectify_matches_the_cpu_path(test_clip, tmp_path):
+    """--decode cuda: NVDEC frames remapped on the GPU write what the CPU path writes, within the two
+    remaps' ~2 code values (lossless x264 so that only the remaps differ)."""
+    from egoclean.video import probe
+    from fisheye.camera import rectified_camera
+    from fisheye.rectify import EncoderSettings, rectify_video
+    from fisheye.sample import EGOCENTRIC_10K_CALIBRATION as CALIB
+
+    source = probe(test_clip)
+    width, height = source.width, source.height
+    camera = rectified_camera(CALIB.scaled_to(width, height), width, height)
+    lossless = EncoderSettings("h264", 0, "ultrafast", "libx264")
+    frames = []
+    for decode in ("cpu", "cuda"):
+        out = tmp_path / f"{decode}.mp4"
+        stats = rectify_video(test_clip, out, CALIB, camera, lossless, decode=decode)
+        assert stats.decoder == decode
+        frames.append(np.stack([f.data.astype(np.int16) for f in iter_frames(out, "yuv420p")]))
+    diff = np.abs(frames[0] - frames[1])
+    assert diff.mean() <= 0.5 and diff.max() <= 2
+
+
+@pytest.mark.skipif(NO_GPU, reason="needs an NVIDIA GPU")
+def test_nvenc_writes_a_clip_of_every_frame_where_the_gpu_has_one(test_clip, tmp_path):
+    from egoclean.video import NVENC_ENCODERS, VideoWriter, encoder_works, probe
+
+    if not encoder_works(NVENC_ENCODERS["h264"]):
+        pytest.skip("this GPU has no NVENC (H100 and H200 have none)")
+    source = probe(test_clip)
+    frames = [f.data for f in iter_frames(test_clip, "yuv420p")]
+    out = tmp_path / "nvenc.mp4"
+    with VideoWriter(out, source.width, source.height, source.rate, source.time_base,
+                     encoder=NVENC_ENCODERS["h264"]) as writer:  # fmt: skip
+        for i, frame in enumerate(frames):
+            writer.write(frame, i)
+    assert probe(out).n_frames == len(frames) and probe(out).codec == "h264"
