@@ -9,8 +9,7 @@ yuv420p remap at 1080p (fisheye/remap_torch.py); NVDEC decode + torch remap with
 (phase 1's --decode cuda, encode excluded); the one-pass clip (`run.sh all --decode cuda`: NVDEC -> remap ->
 x264 and the ViT-L window stream) beside x264 alone, so "bounded by the slowest stage" can be read off; the
 fraction of time the GPU was busy (nvidia-smi samples).
-PyAV is not on the lent device machine (no internet there): carry a wheel in bench/wheels/ and
-bench/gpu_check.sh installs it; without one, the rows that need PyAV say so.
+PyAV is not on the lent device machine (no internet there): bench/gpu_check.sh installs carried wheels.
 """
 
 from __future__ import annotations
@@ -111,10 +110,6 @@ def remap_row(device: torch.device, smoke: bool) -> str:
 
 
 def nvdec_row(smoke: bool) -> str:
-    try:
-        import av
-    except ImportError:
-        return "| NVDEC HEVC decode | not measured: PyAV is not installed on this machine | |"
     from egoclean.hwdecode import open_for_decode
 
     width, height, n = (192, 108, 30) if smoke else (1920, 1080, 300)
@@ -125,7 +120,6 @@ def nvdec_row(smoke: bool) -> str:
         with container:
             frames = sum(1 for _ in container.decode(video=0))
         fps = frames / (time.perf_counter() - t0)
-    del av
     return f"| HEVC decode {width}x{height} ({chosen}) | {fps:.0f} frames/s | |"
 
 
@@ -146,10 +140,6 @@ def test_clip(path: Path, width: int, height: int, n: int) -> Path:
 
 def nvdec_remap_row(device: torch.device, smoke: bool) -> str:
     """Phase 1 with --decode cuda, encode excluded: NVDEC frames -> torch remap, all on the GPU."""
-    try:
-        import av  # noqa: F401
-    except ImportError:
-        return "| NVDEC decode + GPU remap | not measured: PyAV is not installed on this machine | |"
     from egoclean.hwdecode import pick_decoder
     from egoclean.video import decode
     from egoclean.yuv_torch import plane_tensors
@@ -174,10 +164,6 @@ def nvdec_remap_row(device: torch.device, smoke: bool) -> str:
 def one_pass_rows(device: torch.device, smoke: bool) -> list[str]:
     """The one-pass clip against x264 alone on the same frames: the pipeline is bounded by its slowest
     stage, and should come within 20% of it."""
-    try:
-        import av  # noqa: F401
-    except ImportError:
-        return ["| one-pass clip (NVDEC -> remap -> x264 + ViT-L) | not measured: PyAV is not installed | |"]
     from transformers import VJEPA2Model
 
     from egoclean.video import VideoWriter, decode, plane_arrays, probe
