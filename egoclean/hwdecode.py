@@ -62,11 +62,21 @@ def open_for_decode(path: str | Path, decode: str = "auto") -> tuple[av.containe
 
 
 def pick_decoder(path: str | Path, decode: str = "auto") -> str:
-    """ "cuda" or "cpu": what `open_for_decode` would choose for `path` (the same errors)."""
+    """cuda or cpu: what `open_for_decode` chooses for `path` (the same errors); for auto, cuda only if NVDEC
+    really decodes the first frame into 8-bit nv12, the layout the GPU path takes (a 10-bit or 4:2:2
+    stream, or a profile NVDEC lacks, decodes on the CPU instead)."""
     if decode == "cpu":
         return "cpu"
     container, chosen = open_for_decode(path, decode)
-    container.close()
+    with container:
+        if chosen == "cuda" and decode == "auto":
+            try:
+                frame = next(container.decode(video=0), None)
+            except av.FFmpegError:
+                return "cpu"
+            layout = frame.sw_format.name if frame is not None and frame.sw_format is not None else None
+            if layout != "nv12":
+                return "cpu"
     return chosen
 
 
