@@ -34,7 +34,7 @@ from egoclean.hwdecode import iter_rgb_tensors, pick_decoder
 from egoclean.layout import embedding_paths, list_clips
 from egoclean.progress import Progress, terminal_progress
 from egoclean.video import Feeder, Frame, VideoInfo, converted, iter_frames, prefetch, probe
-from egoclean.yuv_torch import Planes, frame_color, plane_tensors, yuv420_to_rgb
+from egoclean.yuv_torch import Planes, frame_rgb
 from VJEPA.embedder import (
     Encoder,
     ModelError,
@@ -250,8 +250,7 @@ class StreamingClipEncoder:
             # and are converted there, bit for bit as swscale does it.
             if planes is None and encoder.device.type != "cuda":
                 return converted(frame, "rgb24").to_ndarray()
-            y, u, v = (plane.to(encoder.device) for plane in (planes or plane_tensors(frame)))
-            return yuv420_to_rgb(y, u, v, *frame_color(frame))
+            return frame_rgb(frame, encoder.device, planes)
 
         def consume(items: Iterator[Pushed]) -> tuple[WindowEmbeddings, int]:
             frames = (

@@ -85,13 +85,8 @@ def iter_rgb_tensors(path: str | Path, decoder: str = "cuda", device: Any = None
     [H, W, 3]: on the GPU that decoded them, or, decoded on the CPU, on `device` (the yuv420p planes are
     copied there, half the bytes of RGB, and converted there). The conversion is egoclean.yuv_torch's, which
     equals swscale's (iter_frames(path, "rgb24")) bit for bit."""
-    from egoclean.yuv_torch import frame_color, plane_tensors, yuv420_to_rgb  # torch: only on this path
+    from egoclean.yuv_torch import frame_rgb  # torch: only on this path
 
     for index, pts, frame in decode(path, device=decoder):
         time_base = frame.time_base or Fraction(1, 90000)
-        planar = frame.format.name in ("cuda", "yuv420p", "yuvj420p", "nv12")
-        planes = plane_tensors(frame if planar else frame.reformat(format="yuv420p"))
-        if device is not None:
-            planes = tuple(plane.to(device) for plane in planes)  # type: ignore[assignment]
-        rgb = yuv420_to_rgb(*planes, *frame_color(frame))
-        yield Frame(index=index, pts=pts, time_s=float(pts * time_base), data=rgb)
+        yield Frame(index=index, pts=pts, time_s=float(pts * time_base), data=frame_rgb(frame, device))

@@ -34,6 +34,7 @@ Public API:
     plane_tensors(frame) -> (y, u, v) uint8 tensor views of a yuv420p, yuvj420p or nv12 (CPU or CUDA) frame
     frame_color(frame) -> (colorspace, full_range)   the conversion reformat would apply to `frame`
     yuv420_to_rgb(y, u, v, colorspace=1, full_range=False) -> uint8 [..., H, W, 3] on the planes' device
+    frame_rgb(frame, device=None, planes=None) -> uint8 [H, W, 3]: the three above in one call
 """
 
 from __future__ import annotations
@@ -194,3 +195,16 @@ def yuv420_to_rgb(
     planar = planar.clamp_(0, 255).to(torch.uint8)
     # One interleaving copy to [..., H, W, 3] (the costliest step on a CPU).
     return torch.stack(planar.unbind(-3), dim=-1)
+
+
+def frame_rgb(
+    frame: av.VideoFrame, device: torch.device | str | None = None, planes: Planes | None = None
+) -> torch.Tensor:
+    """RGB uint8 [H, W, 3] of `frame` as reformat("rgb24") makes it, computed on `device` (default: where
+    the planes are). `planes`: the frame's Y/U/V already as tensors (e.g. a GPU remap's output), used instead
+    of the frame's own. A CPU frame of another layout is converted to yuv420p first."""
+    if planes is None:
+        planar = frame.format.name in ("cuda", *_YUV420_FORMATS, "nv12")  # plane_tensors checks a CUDA one
+        planes = plane_tensors(frame if planar else frame.reformat(format="yuv420p"))
+    y, u, v = planes if device is None else (plane.to(device) for plane in planes)
+    return yuv420_to_rgb(y, u, v, *frame_color(frame))

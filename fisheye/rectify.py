@@ -213,7 +213,7 @@ def rectify_video(
         only the rectified planes come back to the host, for the encoder."""
         import torch  # only for this path: the CPU default never imports it
 
-        from egoclean.yuv_torch import frame_color, plane_tensors, yuv420_to_rgb
+        from egoclean.yuv_torch import frame_rgb, plane_tensors
         from fisheye.remap_torch import TorchPlaneRemapper
 
         remap = TorchPlaneRemapper(calib_at_frame, camera, remap_device or "cpu")
@@ -226,7 +226,7 @@ def rectify_video(
                 torch.from_numpy(host).copy_(plane)
             preview = None
             if index == preview_index:
-                preview = yuv420_to_rgb(*planes, *frame_color(frame)).cpu().numpy()
+                preview = frame_rgb(frame, planes=planes).cpu().numpy()
             yield index, pts, rectified, preview, out if on_gpu else None
 
     # three stages on three threads: decode | remap | encode (here). NVDEC's frame pool is small: frames
