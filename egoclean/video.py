@@ -275,6 +275,9 @@ class VideoWriter:
         stream.time_base = self.time_base
         stream.codec_context.time_base = self.time_base
         stream.codec_context.thread_count = threads
+        # Frame threads, as the ffmpeg CLI gives libx264. PyAV's default is slice threads, which kept 1.64
+        # of 2 cores busy on detailed footage, against 1.91 (bench/RESULTS.md, issue 14).
+        stream.codec_context.thread_type = "FRAME"
         if color is not None:  # keep the source's colour tags, so players convert to RGB as they did before
             ctx = stream.codec_context
             ctx.colorspace, ctx.color_range, ctx.color_primaries, ctx.color_trc = color

@@ -125,6 +125,14 @@ def test_every_frame_and_timestamp_is_kept(fisheye_clip, rectified):
     assert stats.preview_rgb is not None and stats.preview_rgb[1].shape == (H, W, 3)
 
 
+def test_x264_encodes_with_frame_threads_as_the_ffmpeg_cli_does(rectified):
+    """PyAV asks libx264 for slice threads unless told otherwise, and those kept 1.64 of 2 cores busy
+    against 1.91 (bench/RESULTS.md, issue 14). x264 writes the settings it ran with into the stream."""
+    out, _camera, _stats = rectified
+    settings = out.read_bytes().split(b"x264 - core", 1)[1].split(b"\x00", 1)[0].decode()
+    assert " sliced_threads=0 " in settings, settings
+
+
 def test_h265_output(fisheye_clip, tmp_path):
     camera = rectified_camera(EGOCENTRIC_10K_CALIBRATION.scaled_to(W, H), W, H, hfov_deg=110)
     out = tmp_path / "h265.mp4"
