@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import re
 import textwrap
 import types
 import typing
@@ -162,18 +163,40 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
     description's line breaks (examples)."""
 
     def _fill_text(self, text: str, width: int, indent: str) -> str:
-        # Keep the description's own line breaks (tables, examples) but wrap any line that is too long.
-        lines = text.splitlines()
+        # The description's own layout (paragraphs, "  name   text" lists, examples) rewrapped to the
+        # terminal: a line that continues the one above (same paragraph, or indented to its text column)
+        # is joined to it, then each is wrapped with its hanging indent.
         return "\n".join(
-            textwrap.fill(line, width, initial_indent=indent, subsequent_indent=indent) if len(line) > width
-            else indent + line
-            for line in lines
-        )  # fmt: skip
+            textwrap.fill(line, width, initial_indent=indent, subsequent_indent=indent + " " * hang)
+            if line
+            else ""
+            for line, hang in _logical_lines(text)
+        )
 
     def _get_help_string(self, action: argparse.Action) -> str:
         if action.default is None or "default" in (action.help or "") or isinstance(action.default, bool):
             return action.help or ""
         return super()._get_help_string(action) or ""
+
+
+def _logical_lines(text: str) -> list[tuple[str, int]]:
+    """(line, hanging indent) of `text` with continuation lines joined. A prose line at column 0 continues
+    a column-0 line that does not end in ':'. An indented line with a gap of two or more spaces is a list
+    item ("  auto   text", "  command   # comment"); a line indented to the text after the gap continues
+    it."""
+    out: list[tuple[str, int, bool]] = []
+    for raw in text.splitlines():
+        line = raw.rstrip()
+        lead = len(line) - len(line.lstrip())
+        if out and line and out[-1][0]:
+            previous, hang, is_item = out[-1]
+            prose = lead == 0 and hang == 0 and not previous.endswith(":")
+            if prose or (is_item and lead == hang):
+                out[-1] = (previous + " " + line.strip(), hang, is_item)
+                continue
+        item = re.match(r"\s+\S.*?\s{2,}(?=\S)", line)
+        out.append((line, len(item.group(0)) if item else lead, item is not None))
+    return [(line, hang) for line, hang, _ in out]
 
 
 def _parser_for(base: Any, none_word: str | None = None) -> Callable[[str], Any]:

@@ -4,6 +4,7 @@ and every bad value is one line naming the option, before anything is downloaded
 from __future__ import annotations
 
 import argparse
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +45,44 @@ def test_help_shows_each_default_once() -> None:
     text = " ".join(parser.format_help().split())
     assert "seconds between windows (default: 1.0)" in text
     assert "how many (default: 3)" in text and "--hfov HFOV_DEG" not in text
+
+
+DESCRIPTION = """\
+A first paragraph long enough to need wrapping, whose source breaks its line
+here, in mid-sentence.
+
+commands:
+  run    a list item whose text is far too long for one line of a narrow terminal and goes on
+         on a second source line indented to the item's text
+  stop   short
+
+examples:
+  tool run --long-option value         # a comment long enough to wrap on a narrow terminal
+  tool stop                            # another"""
+
+
+@pytest.mark.parametrize("width", [60, 80, 200])
+def test_help_text_is_rewrapped_to_the_terminal_with_hanging_indents(width: int, monkeypatch) -> None:
+    monkeypatch.setenv("COLUMNS", str(width))
+    parser = argparse.ArgumentParser(description=DESCRIPTION, formatter_class=HelpFormatter)
+    text = parser.format_help()
+    lines = text.splitlines()
+    assert max(len(line) for line in lines) <= width
+    assert " ".join(text.split()).count(" ".join(DESCRIPTION.split())) == 1  # every word, in order
+    first = next(i for i, line in enumerate(lines) if line.startswith("A first"))
+    paragraph = lines[first : lines.index("", first)]
+    assert " ".join(paragraph) == " ".join(DESCRIPTION.split("\n\n")[0].split())
+    for line, following in itertools.pairwise(paragraph):  # filled: no break where the source broke
+        assert len(line) + 1 + len(following.split()[0]) > width - 2  # argparse fills to COLUMNS - 2
+    item = next(i for i, line in enumerate(lines) if line.startswith("  run    "))
+    stop = next(i for i, line in enumerate(lines) if line.startswith("  stop   "))
+    assert all(line.startswith(" " * 9) and line[9] != " " for line in lines[item + 1 : stop])
+    examples = lines[lines.index("examples:") + 1 :]
+    examples = examples[: examples.index("")]
+    comment_column = examples[0].index("#")
+    for line in examples[1:]:
+        if line.strip() and not line.lstrip().startswith("tool"):
+            assert len(line) - len(line.lstrip()) == comment_column  # a comment's wrap hangs under '#'
 
 
 @pytest.mark.parametrize(
