@@ -33,7 +33,7 @@ from egoclean.files import save_npy, write_json
 from egoclean.hwdecode import iter_rgb_tensors, pick_decoder
 from egoclean.layout import embedding_paths, list_clips
 from egoclean.progress import Progress, terminal_progress
-from egoclean.video import Feeder, Frame, VideoInfo, converted, iter_frames, prefetch, probe
+from egoclean.video import Feeder, Frame, VideoInfo, converted, iter_frames, packed_array, prefetch, probe
 from egoclean.yuv_torch import Planes, frame_rgb
 from VJEPA.embedder import (
     Encoder,
@@ -249,7 +249,7 @@ class StreamingClipEncoder:
             # yuv420p planes go there (half RGB's bytes, or they are there already: the remap ran there)
             # and are converted there, bit for bit as swscale does it.
             if planes is None and encoder.device.type != "cuda":
-                return converted(frame, "rgb24").to_ndarray()
+                return packed_array(converted(frame, "rgb24"))
             return frame_rgb(frame, encoder.device, planes)
 
         def consume(items: Iterator[Pushed]) -> tuple[WindowEmbeddings, int]:

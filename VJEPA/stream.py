@@ -170,8 +170,10 @@ def iter_window_batches(
         if not frame_is_needed(frame.index, window, stride_frames, frame_step):
             continue
         ring_times_s[frame.index % span] = frame.time_s
-        pixels = frame.data if isinstance(frame.data, torch.Tensor) else torch.from_numpy(frame.data)
-        host_chunk[len(chunk_indices)] = pixels
+        if isinstance(frame.data, torch.Tensor):
+            host_chunk[len(chunk_indices)] = frame.data
+        else:
+            np.copyto(host_chunk[len(chunk_indices)].numpy(), frame.data)
         chunk_indices.append(frame.index)
         k = window_ending_at(frame.index, window, stride_frames, frame_step)
         if k is None and len(chunk_indices) < PREPROCESS_CHUNK_FRAMES:

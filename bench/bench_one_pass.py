@@ -1,7 +1,8 @@
 """Both phases on one clip, on the CPU: the one-pass path (`run.sh all`) against the two passes run one after
 the other (`run.sh 1` then `run.sh 2`), in one run.
 
-    python bench/bench_one_pass.py [--seconds 10] [--repeats 3] [--contents flat real] [--write FILE]
+    python bench/bench_one_pass.py [--seconds 10] [--repeats 3] [--contents flat real] [--baseline DIR]
+                                   [--write FILE]
 
 Each pipeline runs in its own process on a 1920x1080 30 fps H.265 fisheye clip (bench/footage.py, cached in
 bench/out/), interleaved `--repeats` times (median reported):
@@ -9,6 +10,9 @@ bench/out/), interleaved `--repeats` times (median reported):
     the mp4 it wrote (H.264 decode -> rgb24 -> resize/crop -> model)
   - one pass:   rectify_video handing each rectified frame to VJEPA.encode.StreamingClipEncoder (rgb24 ->
     resize/crop -> model in a fourth thread) before encoding it; no H.264 decode
+  - phase 1 alone: rectify_video and nothing else, the ceiling of the one pass (which does all of it)
+  - with --baseline DIR (another checkout, e.g. `git archive <commit> | tar -x -C DIR`): its two passes and
+    its one pass too, in the same interleaved run
 Times are the child's own from after its imports and model load (the same in both, and paid once per
 worker, not per clip) to its end. Same settings in both: libx264 veryfast CRF 18; windows of 64 frames at
 a 1 s stride, batch 8, centre crop.
@@ -54,7 +58,9 @@ def cpu_s():
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
 wall0, cpu0 = time.perf_counter(), cpu_s()  # start-up (imports, model load) is the same in both: not timed
-if mode == "two":
+if mode == "rectify":
+    rectify_video(src, out, C, camera, x264)
+elif mode == "two":
     rectify_video(src, out, C, camera, x264)
     encode_clip(out, encoder, settings)
 else:
@@ -69,6 +75,7 @@ print(time.perf_counter() - wall0, cpu_s() - cpu0, peak_kb)
 PIPELINES = {
     "two passes (rectify, then embed the mp4)": "two",
     "one pass (rectified frames to the model before encoding)": "one",
+    "phase 1 alone (the ceiling: a one pass does all of it and more)": "rectify",
 }
 
 
@@ -109,11 +116,20 @@ def phase2_alone_cpu_ms(mp4: Path, model: str) -> dict[str, float]:
     return {"phase 2 from the mp4": from_mp4, "one-pass consumer": consumer}
 
 
+def pipelines(baseline: Path | None) -> dict[str, tuple[str, Path]]:
+    """Row name -> (child mode, checkout it runs from)."""
+    rows = {name: (mode, ROOT) for name, mode in PIPELINES.items()}
+    if baseline is not None:
+        rows[f"two passes at --baseline {baseline}"] = ("two", baseline)
+        rows[f"one pass at --baseline {baseline}"] = ("one", baseline)
+    return rows
+
+
 def table(
     content: str, n_frames: int, runs: dict[str, list[Run]], repeats: int, alone: dict[str, float]
 ) -> str:
     fps = {name: n_frames / statistics.median(r.wall_s for r in rs) for name, rs in runs.items()}
-    two, one = (fps[name] for name in PIPELINES)
+    two, one, alone_fps = (fps[name] for name in PIPELINES)
     lines = [
         f"#### {content}: {n_frames} frames, median of {repeats}",
         "",
@@ -130,7 +146,8 @@ def table(
         )
     lines += [
         "",
-        f"One pass is **{one / two:.2f}x** the two passes. CPU per frame of phase 2's part alone: "
+        f"One pass is **{one / two:.2f}x** the two passes; phase 1 alone, {alone_fps / two:.2f}x, is as fast "
+        "as a one pass can get. CPU per frame of phase 2's part alone: "
         + ", ".join(f"{k} {v:.1f} ms" for k, v in alone.items())
         + ".",
         "",
@@ -145,18 +162,20 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--contents", nargs="+", default=["flat", "real"], choices=list(CLIPS))
+    parser.add_argument("--baseline", type=Path, default=None, help="another checkout to time alongside")
     parser.add_argument("--write", type=Path, default=None, help="append the tables to this markdown file")
     args = parser.parse_args()
     OUT.mkdir(exist_ok=True)
     model = str(save_tiny_model(Path(tempfile.mkdtemp(prefix="tiny_vjepa2_")), seed=0))
     clips = {c: CLIPS[c](OUT / f"{c}_{W}x{H}_{args.seconds:g}s.mp4", args.seconds) for c in args.contents}
-    runs: dict[str, dict[str, list[Run]]] = {c: {name: [] for name in PIPELINES} for c in clips}
+    rows = pipelines(args.baseline)
+    runs: dict[str, dict[str, list[Run]]] = {c: {name: [] for name in rows} for c in clips}
     for _ in range(args.repeats):  # interleaved, so load changes on this shared machine hit both alike
         for c, clip in clips.items():
-            for name, mode in PIPELINES.items():
+            for name, (mode, root) in rows.items():
                 out = OUT / f"onepass_{c}_{mode}.mp4"
                 runs[c][name].append(
-                    run_child([sys.executable, "-c", CHILD, str(ROOT), mode, str(clip), str(out), model])
+                    run_child([sys.executable, "-c", CHILD, str(root), mode, str(clip), str(out), model])
                 )
                 print(c, name, runs[c][name][-1], flush=True)
     alone = {c: phase2_alone_cpu_ms(OUT / f"onepass_{c}_two.mp4", model) for c in clips}

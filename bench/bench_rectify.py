@@ -201,8 +201,7 @@ def main() -> None:
         [
             f"### Rectify: {W}x{H} {FPS} fps H.265 fisheye, libx264 veryfast CRF 18, {os.cpu_count()} cores",
             "",
-            f"Command: `python bench/bench_rectify.py --seconds {args.seconds:g} --repeats {args.repeats}"
-            + (f" --baseline {args.baseline}`" if args.baseline else "`")
+            f"Command: `{' '.join(['python bench/bench_rectify.py', *sys.argv[1:]])}`"
             + f"; 1-minute load average {min(loads):.1f} to {max(loads):.1f} during the run.",
             "",
             *(

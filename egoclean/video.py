@@ -198,6 +198,20 @@ def plane_arrays(frame: av.VideoFrame) -> tuple[np.ndarray, ...]:
     )
 
 
+PACKED_CHANNELS = {"rgb24": 3, "bgr24": 3, "gray": 1}  # packed 8-bit formats `packed_array` views
+
+
+def packed_array(frame: av.VideoFrame) -> np.ndarray:
+    """A numpy view [height, width, channels] (gray: [height, width]) of a packed 8-bit frame ("rgb24",
+    "bgr24", "gray"): to_ndarray without its copy (6 MB per 1080p rgb24 frame). The view keeps the frame's
+    buffer alive."""
+    channels = PACKED_CHANNELS[frame.format.name]
+    plane = frame.planes[0]
+    rows = np.frombuffer(memoryview(plane), np.uint8).reshape(frame.height, plane.line_size)
+    pixels = rows[:, : frame.width * channels]
+    return pixels if channels == 1 else pixels.reshape(frame.height, frame.width, channels)
+
+
 def iter_frames(
     path: str | Path,
     pixel_format: str = "rgb24",
@@ -213,7 +227,8 @@ def iter_frames(
     """
     for index, pts, frame in decode(path, threads):
         time_base = frame.time_base or Fraction(1, 90000)  # PyAV gives decoded frames the stream's
-        data = converted(frame, pixel_format, size).to_ndarray()
+        out = converted(frame, pixel_format, size)
+        data = packed_array(out) if pixel_format in PACKED_CHANNELS else out.to_ndarray()
         yield Frame(index=index, pts=pts, time_s=float(pts * time_base), data=data)
 
 
