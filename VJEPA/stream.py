@@ -172,7 +172,8 @@ def iter_window_batches(
         ring_times_s[frame.index % span] = frame.time_s
         if isinstance(frame.data, torch.Tensor):
             host_chunk[len(chunk_indices)] = frame.data
-        else:
+        else:  # numpy, not torch: torch's copy is an OpenMP region whose idle threads then spin on the
+            # cores x264 needs in the one pass (bench/RESULTS.md, one pass against two)
             np.copyto(host_chunk[len(chunk_indices)].numpy(), frame.data)
         chunk_indices.append(frame.index)
         k = window_ending_at(frame.index, window, stride_frames, frame_step)

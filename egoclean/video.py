@@ -192,10 +192,12 @@ def plane_arrays(frame: av.VideoFrame) -> tuple[np.ndarray, ...]:
     Views, not copies: a 1080p yuv420p frame is 3 MB, and to_ndarray/from_ndarray copy it once each on
     the way through (bench/RESULTS.md, issue 14). Rows keep the frame's line size as their stride.
     """
-    return tuple(
-        np.frombuffer(memoryview(plane), np.uint8).reshape(plane.height, plane.line_size)[:, : plane.width]
-        for plane in frame.planes
-    )
+    return tuple(_plane_view(plane, plane.height, plane.width) for plane in frame.planes)
+
+
+def _plane_view(plane: av.video.plane.VideoPlane, height: int, row_bytes: int) -> np.ndarray:
+    """The plane's buffer as uint8 [height, row_bytes], rows at the plane's line size (padding cut off)."""
+    return np.frombuffer(memoryview(plane), np.uint8).reshape(height, plane.line_size)[:, :row_bytes]
 
 
 PACKED_CHANNELS = {"rgb24": 3, "bgr24": 3, "gray": 1}  # packed 8-bit formats `packed_array` views
@@ -206,9 +208,7 @@ def packed_array(frame: av.VideoFrame) -> np.ndarray:
     "bgr24", "gray"): to_ndarray without its copy (6 MB per 1080p rgb24 frame). The view keeps the frame's
     buffer alive."""
     channels = PACKED_CHANNELS[frame.format.name]
-    plane = frame.planes[0]
-    rows = np.frombuffer(memoryview(plane), np.uint8).reshape(frame.height, plane.line_size)
-    pixels = rows[:, : frame.width * channels]
+    pixels = _plane_view(frame.planes[0], frame.height, frame.width * channels)
     return pixels if channels == 1 else pixels.reshape(frame.height, frame.width, channels)
 
 
