@@ -43,15 +43,16 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = Path(__file__).resolve().parent / "out"
 FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
 X264 = ["-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-pix_fmt", "yuv420p"]
-# A child that rectifies argv[2] into argv[3] with the code under argv[1] and prints its peak memory (VmHWM,
-# kB). Not ru_maxrss: Linux carries that across exec from the forking parent.
+# A child that rectifies argv[2] into argv[3] with the code under argv[1] (and argv[4] codec threads, when
+# given) and prints its peak memory (VmHWM, kB). Not ru_maxrss: Linux carries that across exec from the
+# forking parent.
 RECTIFY_CHILD = (
     "import sys; sys.path.insert(0, sys.argv[1]);"
     "from fisheye.camera import rectified_camera;"
     "from fisheye.rectify import rectify_video, EncoderSettings;"
     "from fisheye.sample import EGOCENTRIC_10K_CALIBRATION as C;"
     "rectify_video(sys.argv[2], sys.argv[3], C, rectified_camera(C, 1920, 1080),"
-    " EncoderSettings('h264', 18, 'veryfast'));"
+    " EncoderSettings('h264', 18, 'veryfast'), **({'threads': int(sys.argv[4])} if sys.argv[4:] else {}));"
     "print([line.split()[1] for line in open('/proc/self/status') if line.startswith('VmHWM')][0])"
 )
 

@@ -16,6 +16,7 @@ row ("fetch_s", "rectify_s", "embed_s"), which the run's summary adds up.
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Callable
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from egoclean.config import setting
+from egoclean.errors import SettingError
 from egoclean.progress import Progress
 
 Row = dict[str, Any]
@@ -60,7 +62,19 @@ class ScaleSettings:
         2, "retries of a failing clip or shard before it is recorded as failed", low=0, high=20, metavar="N"
     )
     embed_actors: int = setting(
-        1, "V-JEPA 2 actors (Ray; one GPU each when there are GPUs)", low=1, metavar="N"
+        1,
+        "V-JEPA 2 actors (Ray): one GPU each, or an equal share of one when there are more actors than GPUs",
+        low=1,
+        metavar="N",
+    )
+    rectify_cpus: int = setting(
+        0,
+        "CPUs that each rectifier reserves (Ray), and threads its decoder and x264 get: a rectify task, or "
+        "with both phases an embedding actor, which rectifies in the same pass; 0 = 1 per rectify task, and "
+        "for embedding actors an equal share of the cluster's CPUs less --max-fetch-concurrency",
+        low=0,
+        high=1024,
+        metavar="N",
     )
 
 
@@ -69,6 +83,46 @@ class Stages:
     fetch: Callable[[Row], list[Row]]
     rectify: Callable[[Row], Row]
     embed: Callable[[], Callable[[Row], Row]] | None = None  # embed() loads the model; embed()(row) -> row
+    one_pass: bool = False  # embed rectifies each clip too (rectify only passes rows on): it holds the CPUs
+
+
+def gpu_share(cluster_gpus: float, actors: int) -> float:
+    """The GPUs each of `actors` embedding actors asks Ray for: a whole one while there are enough, else
+    1/k with k = ceil(actors / GPUs), so that every actor fits and each GPU holds at most k. 0 without GPUs.
+    A 141 GB H200 holds several ViT-L copies, and several one-pass actors keep it busier than one."""
+    gpus = int(cluster_gpus)
+    return 0.0 if gpus < 1 else 1.0 / math.ceil(actors / gpus)
+
+
+def rectifier_cpus(settings: ScaleSettings, one_pass: bool, node_cpus: list[float]) -> int:
+    """The CPUs each rectifier reserves on a cluster whose live nodes have `node_cpus`: --rectify-cpus, or
+    for 0 one per rectify task (one rectifier per core is fastest and leanest: bench/RESULTS.md) and, in one
+    pass, an equal share for each embedding actor of the CPUs the fetch tasks leave.
+    Raises SettingError for a request Ray could never schedule: its tasks would wait forever."""
+    largest, total = int(max(node_cpus, default=0.0)), int(sum(node_cpus))
+    actors = settings.embed_actors
+    cpus = settings.rectify_cpus
+    if cpus == 0:
+        cpus = max(1, min(largest, (total - settings.max_fetch_concurrency) // actors)) if one_pass else 1
+    if cpus > largest:
+        raise SettingError(
+            f"--rectify-cpus {cpus}: the largest node of the Ray cluster has {largest} CPUs, so no "
+            f"rectifier could start; ask for at most {largest}"
+        )
+    if one_pass and actors * cpus >= total:
+        raise SettingError(
+            f"--embed-actors {actors} x --rectify-cpus {cpus} = {actors * cpus} CPUs held by the embedding "
+            f"actors (they rectify too, in one pass), but the Ray cluster has {total}: none would be left "
+            "to fetch shards; lower one of them"
+        )
+    return cpus
+
+
+def node_cpus() -> list[float]:
+    """The CPUs of every live node of the Ray cluster this process has joined."""
+    import ray
+
+    return [node["Resources"].get("CPU", 0.0) for node in ray.nodes() if node.get("Alive")]
 
 
 def timed(key: str, fn: Callable[[Row], Any]) -> Callable[[Row], Any]:
@@ -128,6 +182,7 @@ def run_ray(
     import ray.data
 
     ensure_ray(settings.ray_address)
+    cpus = rectifier_cpus(settings, stages.one_pass, node_cpus())
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.execution_options.preserve_order = True  # the same row order as the local engine
@@ -136,7 +191,8 @@ def run_ray(
     retried = {"max_retries": TASK_RETRIES}  # a task killed (node lost, OOM) runs again
     fetch_pool = ray.data.TaskPoolStrategy(size=settings.max_fetch_concurrency)
     ds = ds.flat_map(fetch, compute=fetch_pool, ray_remote_args_fn=lambda: retried)
-    ds = ds.map(rectify, ray_remote_args_fn=lambda: retried)
+    # A pass-through rectify (one pass) needs no CPU: 0 lets it run beside the actors holding them all.
+    ds = ds.map(rectify, num_cpus=0 if stages.one_pass else cpus, ray_remote_args_fn=lambda: retried)
     if stages.embed is not None:
         embed_cls = stages.embed
 
@@ -147,9 +203,10 @@ def run_ray(
             def __call__(self, row: Row) -> Row:
                 return self.embed(row)
 
-        gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
+        gpus = gpu_share(ray.cluster_resources().get("GPU", 0.0), settings.embed_actors)
         # An actor pool restarts a killed actor and retries its rows (max_restarts=-1, max_task_retries=-1).
-        ds = ds.map(TimedEmbed, compute=ray.data.ActorPoolStrategy(size=settings.embed_actors), num_gpus=gpus)
+        pool = ray.data.ActorPoolStrategy(size=settings.embed_actors)
+        ds = ds.map(TimedEmbed, compute=pool, num_cpus=cpus if stages.one_pass else 1, num_gpus=gpus)
     progress = progress or Progress()
     rows, start = [], time.perf_counter()
     for row in ds.iter_rows():  # streams: rows arrive as clips finish

@@ -32,7 +32,16 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from egoclean.engine import Row, ScaleSettings, Stages, ensure_ray, run_local, run_ray
+from egoclean.engine import (
+    Row,
+    ScaleSettings,
+    Stages,
+    ensure_ray,
+    node_cpus,
+    rectifier_cpus,
+    run_local,
+    run_ray,
+)
 from egoclean.errors import EgoCleanError, FetchError, SettingError
 from egoclean.files import check_writable
 from egoclean.layout import list_embeddings, rectified_name
@@ -350,8 +359,15 @@ def run_scale(
     """Phase 1 (and phase 2 when `encode` is given) for every selected worker, on the chosen engine.
     `source_factory(settings)` makes the ShardSource in each task (default: fisheye.pipeline.open_source)."""
     progress = progress or Progress()
+    startup = 0.0
+    if scale.engine == "ray":
+        startup = ensure_ray(scale.ray_address)
+        scale = replace(scale, rectify_cpus=rectifier_cpus(scale, encode is not None, node_cpus()))
+        if phase1.codec_threads == 0:
+            # FFmpeg's own choice follows the node's cores: x264 alone would take 1.5 threads per core in
+            # every rectifier of the node (bench/RESULTS.md: 3x the memory and 11% slower at 24 threads).
+            phase1 = replace(phase1, codec_threads=scale.rectify_cpus)
     job = Job(phase1, scale, encode, new_run_id(), backoff_s, source_factory)
-    startup = ensure_ray(scale.ray_address) if scale.engine == "ray" else 0.0
     start = time.perf_counter()
     plans = plan(job, job.source(phase1), progress)
     shard_rows = [
@@ -363,6 +379,7 @@ def run_scale(
         fetch=functools.partial(fetch_shard, job),
         rectify=functools.partial(rectify_clip, job) if encode is None else rectified_with_embedding,
         embed=functools.partial(EmbedClip, job) if encode is not None else None,
+        one_pass=encode is not None,
     )
     try:
         rows = (

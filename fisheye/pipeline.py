@@ -568,6 +568,7 @@ def process_clip(clip: ExtractedClip, ctx: WorkerContext) -> dict:
                 bar,
                 on_frame if tap else None,
                 decode=settings.decode,
+                threads=settings.codec_threads,
             )
             result = verify_output(tmp, stats, camera)
     except BaseException:
@@ -600,5 +601,6 @@ def process_clip(clip: ExtractedClip, ctx: WorkerContext) -> dict:
         "decoder": stats.decoder,
         "remap": stats.remap,
         "encoder": stats.encoder,
+        "codec_threads": settings.codec_threads or "auto",
         "camera": {k: camera.to_json()[k] for k in ("width", "height", "fx", "fy", "cx", "cy", "hfov_deg")},
     }

@@ -146,6 +146,7 @@ def rectify_video(
     on_frame: Callable[[int, int, av.VideoFrame, Planes | None], None] | None = None,
     decode: str = "cpu",
     remap_device: str | None = None,
+    threads: int = 0,
 ) -> RectifyStats:
     """Rectify every frame of `src` into `dst` (an MP4), keeping each frame's timestamp.
 
@@ -161,6 +162,8 @@ def rectify_video(
         (egoclean.hwdecode.pick_decoder).
     remap_device: remap with the torch op on this device ("cpu" checks the GPU path's code on a CPU);
         None = cv2 on the CPU, unless the frames are decoded on the GPU.
+    threads: threads of the CPU decoder and of x264/x265 each; 0 = FFmpeg's choice from the machine's
+        cores (x264: 1.5 per core), which oversubscribes a node that runs one rectifier per core.
     """
     src, dst = Path(src), Path(dst)
     info = probe(src)
@@ -183,6 +186,7 @@ def rectify_video(
         codec=encoder.codec,
         crf=encoder.crf,
         preset=encoder.preset,
+        threads=threads,
         color=color,
         encoder=pick_encoder(encoder, frames_on_gpu=decoder == "cuda"),
     )
@@ -231,7 +235,7 @@ def rectify_video(
 
     # three stages on three threads: decode | remap | encode (here). NVDEC's frame pool is small: frames
     # queued on the GPU hold its surfaces, so that queue is short.
-    decoded = prefetch(decode_frames(src, device=decoder), QUEUE_FRAMES if decoder == "cpu" else 2)
+    decoded = prefetch(decode_frames(src, threads, decoder), QUEUE_FRAMES if decoder == "cpu" else 2)
     remapped = (remap_frames if remap_device is None else remap_frames_torch)(decoded)
     stages = prefetch(remapped, QUEUE_FRAMES)
     frames, preview = 0, None

@@ -79,6 +79,14 @@ class Phase1Settings:
         "libx264/libx265 for --codec; or libx264, libx265, nvenc",
         choices=ENCODER_CHOICES,
     )
+    codec_threads: int = setting(
+        0,
+        "threads of the HEVC decoder and of x264/x265, each; 0 = FFmpeg's choice from the machine's cores "
+        "(x264 takes 1.5 per core), or with --engine ray the CPUs of each rectify task (--rectify-cpus)",
+        low=0,
+        high=128,
+        metavar="N",
+    )
     env_file: Path = setting(Path(".env"), "where to look for HF_KEY or HF_TOKEN", metavar="FILE")
 
     @property

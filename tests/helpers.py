@@ -44,6 +44,11 @@ def write_test_clip(path: Path, n_frames: int, width: int = CLIP_WIDTH, height: 
     return path
 
 
+def x264_settings(path: Path) -> str:
+    """The settings string x264 writes into its stream ("... threads=3 ... sliced_threads=0 ...")."""
+    return path.read_bytes().split(b"x264 - core", 1)[1].split(b"\x00", 1)[0].decode()
+
+
 def line_centres(gray: np.ndarray, p0: np.ndarray, p1: np.ndarray, half_window: int = 4) -> np.ndarray:
     """Sub-pixel centres of a dark line near the predicted segment p0-p1: darkness-weighted centroids
     of profiles taken across it."""

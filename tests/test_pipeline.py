@@ -75,6 +75,7 @@ def test_local_source_end_to_end(hub, tmp_path):
         on_gpu = entry["decoder"] == "cuda"
         assert on_gpu == torch.cuda.is_available() and entry["remap"] == ("torch-cuda" if on_gpu else "cv2")
         assert entry["encoder"] in (("h264_nvenc", "libx264") if on_gpu else ("libx264",))
+        assert entry["codec_threads"] == "auto"  # FFmpeg's choice, from this machine's cores
     camera = json.loads((folder / "intrinsics.json").read_text())
     assert (camera["model"], camera["width"], camera["height"]) == ("pinhole", 192, 108)
     assert camera["hfov_deg"] == pytest.approx(94, abs=0.5) and camera["invalid_pixel_fraction"] == 0

@@ -18,7 +18,7 @@ from fisheye.sample import (
     SampleRenderer,
     moving_boxes,
 )
-from tests.helpers import fit_line_rms, visible_line_centres
+from tests.helpers import fit_line_rms, visible_line_centres, x264_settings
 
 W, H, FPS, N_FRAMES = 480, 270, 30, 24
 
@@ -129,8 +129,18 @@ def test_x264_encodes_with_frame_threads_as_the_ffmpeg_cli_does(rectified):
     """PyAV asks libx264 for slice threads unless told otherwise, and those kept 1.64 of 2 cores busy
     against 1.91 (bench/RESULTS.md, issue 14). x264 writes the settings it ran with into the stream."""
     out, _camera, _stats = rectified
-    settings = out.read_bytes().split(b"x264 - core", 1)[1].split(b"\x00", 1)[0].decode()
+    settings = x264_settings(out)
     assert " sliced_threads=0 " in settings, settings
+
+
+def test_the_codec_thread_count_reaches_x264(fisheye_clip, tmp_path):
+    """A rectifier that shares a node with others is given its own thread count (--codec-threads)."""
+    camera = rectified_camera(EGOCENTRIC_10K_CALIBRATION.scaled_to(W, H), W, H)
+    encoder = EncoderSettings("h264", 28, "ultrafast")
+    for threads in (1, 2):
+        out = tmp_path / f"threads{threads}.mp4"
+        stats = rectify_video(fisheye_clip, out, EGOCENTRIC_10K_CALIBRATION, camera, encoder, threads=threads)
+        assert f" threads={threads} " in x264_settings(out) and stats.frames == N_FRAMES
 
 
 def test_h265_output(fisheye_clip, tmp_path):

@@ -16,12 +16,14 @@ from pathlib import Path
 import pytest
 
 from egoclean.engine import ScaleSettings
+from egoclean.errors import SettingError
 from egoclean.records import read_records
 from egoclean.run import main as run_main
 from egoclean.scale import run_scale
 from fisheye.sample import SampleClip, SampleSpec, write_sample_hub
 from fisheye.settings import Phase1Settings
 from fisheye.sources import LocalSource
+from tests.helpers import x264_settings
 from tests.test_pipeline import replace_member
 from VJEPA.settings import EncodeSettings
 
@@ -75,8 +77,8 @@ def encode(tmp_path_factory) -> EncodeSettings:
     return EncodeSettings(model=str(model), device="cpu", window=4, stride_s=0.25, batch_size=4)
 
 
-def phase1(hub: Path, out: Path) -> Phase1Settings:
-    return Phase1Settings(clips="1,2", out=out, source=hub, preset="ultrafast")
+def phase1(hub: Path, out: Path, codec_threads: int = 0) -> Phase1Settings:
+    return Phase1Settings(clips="1,2", out=out, source=hub, preset="ultrafast", codec_threads=codec_threads)
 
 
 def snapshot(out: Path, with_phase2: bool = True) -> dict[str, object]:
@@ -118,7 +120,9 @@ def strip(data: object) -> object:
 @pytest.fixture(scope="module")
 def local_run(hub, encode, tmp_path_factory):
     out = tmp_path_factory.mktemp("local") / "data"
-    result = run_scale(phase1(hub, out), ScaleSettings(engine="local", workers="all"), encode)
+    # one codec thread: what a Ray rectify task of 1 CPU (the default --rectify-cpus) runs with
+    settings = phase1(hub, out, codec_threads=1)
+    result = run_scale(settings, ScaleSettings(engine="local", workers="all"), encode)
     return out, result
 
 
@@ -139,7 +143,21 @@ def test_both_engines_make_identical_outputs_and_records(hub, encode, local_run,
         assert found[name] == data, f"{name} differs between the engines"
     manifest = json.loads((ray_out / "factory_002/manifest.json").read_text())
     assert list(manifest["clips"]) == ["00001", "00002"]
+    # the codecs ran with the rectifier's one CPU, not with threads for every core of the node
+    assert manifest["clips"]["00001"]["codec_threads"] == 1
+    assert " threads=1 " in x264_settings(ray_out / "factory_002/rectified_clip_1.mp4")
     assert result.busy_s["embed"] > 0 and result.startup_s >= 0
+
+
+def test_cpu_requests_the_cluster_cannot_schedule_are_refused_before_any_work(hub, encode, tmp_path, capsys):
+    out = tmp_path / "data"
+    argv = ["1", "--engine", "ray", "--workers", "all", "--source", str(hub), "--out", str(out)]
+    assert run_main([*argv, "--rectify-cpus", "3"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()[-1:]
+    assert "--rectify-cpus 3" in line and "has 2 CPUs" in line, line
+    with pytest.raises(SettingError, match="none would be left to fetch"):  # one pass: actors hold CPUs
+        run_scale(phase1(hub, out), ScaleSettings(engine="ray", workers="all", embed_actors=2), encode)
+    assert not out.exists() or not list(out.rglob("*.mp4")), "nothing was fetched or rectified"
 
 
 class FlakySource(LocalSource):
