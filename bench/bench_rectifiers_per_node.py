@@ -4,7 +4,8 @@
 
 The Ray engine runs one rectify task per reserved CPU (`--rectify-cpus`, default 1), so a node runs as many
 rectifiers as it has cores. Left to itself, FFmpeg sizes each one's codecs for the whole node: x264 takes
-1.5 threads per core and the HEVC decoder one per core, in every rectifier at once. Here `os.cpu_count()`
+1.5 threads per core and the HEVC decoder and cv2's remap one per core, in every rectifier at once.
+`--codec-threads N` gives each of the three N threads. Here `os.cpu_count()`
 rectifiers run at once on the same 1080p clip (each in its own process, as Ray's workers are), with:
   - threads 1: what a 1-CPU Ray task now gets (`--codec-threads` = `--rectify-cpus`)
   - threads auto: FFmpeg's choice for this machine's cores

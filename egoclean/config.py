@@ -167,11 +167,21 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
         # terminal: a line that continues the one above (same paragraph, or indented to its text column)
         # is joined to it, then each is wrapped with its hanging indent.
         return "\n".join(
-            textwrap.fill(line, width, initial_indent=indent, subsequent_indent=indent + " " * hang)
+            textwrap.fill(
+                line,
+                width,
+                initial_indent=indent,
+                subsequent_indent=indent + " " * hang,
+                break_on_hyphens=False,
+            )
             if line
             else ""
             for line, hang in _logical_lines(text)
         )
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        # argparse's own wrap breaks at hyphens, splitting an option name ("--max-" / "fetch-concurrency")
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
 
     def _get_help_string(self, action: argparse.Action) -> str:
         if action.default is None or "default" in (action.help or "") or isinstance(action.default, bool):

@@ -69,9 +69,9 @@ class ScaleSettings:
     )
     rectify_cpus: int = setting(
         0,
-        "CPUs that each rectifier reserves (Ray), and threads its decoder and x264 get: a rectify task, or "
-        "with both phases an embedding actor, which rectifies in the same pass; 0 = 1 per rectify task, and "
-        "for embedding actors an equal share of the cluster's CPUs less --max-fetch-concurrency",
+        "CPUs each rectifier reserves on Ray, and the threads its decoder, x264 and remap each get. A "
+        "rectifier is a rectify task or, with both phases, an embedding actor (it rectifies in the same "
+        "pass). 0 = 1 per rectify task; embedding actors share the CPUs that --max-fetch-concurrency leaves",
         low=0,
         high=1024,
         metavar="N",

@@ -365,7 +365,7 @@ def run_scale(
         scale = replace(scale, rectify_cpus=rectifier_cpus(scale, encode is not None, node_cpus()))
         if phase1.codec_threads == 0:
             # FFmpeg's own choice follows the node's cores: x264 alone would take 1.5 threads per core in
-            # every rectifier of the node (bench/RESULTS.md: 3x the memory and 11% slower at 24 threads).
+            # every rectifier of the node (bench/RESULTS.md: 2.9x the memory and 12% slower at 24 threads).
             phase1 = replace(phase1, codec_threads=scale.rectify_cpus)
     job = Job(phase1, scale, encode, new_run_id(), backoff_s, source_factory)
     start = time.perf_counter()

@@ -162,8 +162,9 @@ def rectify_video(
         (egoclean.hwdecode.pick_decoder).
     remap_device: remap with the torch op on this device ("cpu" checks the GPU path's code on a CPU);
         None = cv2 on the CPU, unless the frames are decoded on the GPU.
-    threads: threads of the CPU decoder and of x264/x265 each; 0 = FFmpeg's choice from the machine's
-        cores (x264: 1.5 per core), which oversubscribes a node that runs one rectifier per core.
+    threads: threads of the CPU decoder, of x264/x265 and of cv2's remap, each; 0 = FFmpeg's and cv2's
+        choice from the machine's cores (x264: 1.5 per core), which oversubscribes a node that runs one
+        rectifier per core. cv2's count is process-wide: it is set for the clip and restored after.
     """
     src, dst = Path(src), Path(dst)
     info = probe(src)
@@ -235,6 +236,9 @@ def rectify_video(
 
     # three stages on three threads: decode | remap | encode (here). NVDEC's frame pool is small: frames
     # queued on the GPU hold its surfaces, so that queue is short.
+    remap_threads = cv2.getNumThreads()
+    if threads:
+        cv2.setNumThreads(threads)
     decoded = prefetch(decode_frames(src, threads, decoder), QUEUE_FRAMES if decoder == "cpu" else 2)
     remapped = (remap_frames if remap_device is None else remap_frames_torch)(decoded)
     stages = prefetch(remapped, QUEUE_FRAMES)
@@ -255,6 +259,7 @@ def rectify_video(
         raise
     finally:
         stages.close()  # stops the stage threads if the encoder failed
+        cv2.setNumThreads(remap_threads)
     if progress and frames % 10:
         progress(frames % 10)
     if frames == 0:

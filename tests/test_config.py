@@ -85,6 +85,17 @@ def test_help_text_is_rewrapped_to_the_terminal_with_hanging_indents(width: int,
             assert len(line) - len(line.lstrip()) == comment_column  # a comment's wrap hangs under '#'
 
 
+@pytest.mark.parametrize("width", range(40, 90))
+def test_help_never_splits_an_option_name(width: int, monkeypatch) -> None:
+    monkeypatch.setenv("COLUMNS", str(width))
+    description = "Use --max-fetch-concurrency."
+    parser = argparse.ArgumentParser(description=description, formatter_class=HelpFormatter)
+    parser.add_argument("--n", help="the CPUs that --max-fetch-concurrency and --embed-actors leave over")
+    words = parser.format_help().split()
+    assert "--max-fetch-concurrency" in words and words.count("--max-fetch-concurrency.") == 1
+    assert "--embed-actors" in words and not any(w.endswith("-") for w in words if w != "-h,")
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [

@@ -133,14 +133,21 @@ def test_x264_encodes_with_frame_threads_as_the_ffmpeg_cli_does(rectified):
     assert " sliced_threads=0 " in settings, settings
 
 
-def test_the_codec_thread_count_reaches_x264(fisheye_clip, tmp_path):
+def test_the_thread_count_reaches_x264_and_the_remap_for_the_clip_only(fisheye_clip, tmp_path):
     """A rectifier that shares a node with others is given its own thread count (--codec-threads)."""
     camera = rectified_camera(EGOCENTRIC_10K_CALIBRATION.scaled_to(W, H), W, H)
     encoder = EncoderSettings("h264", 28, "ultrafast")
+    before = cv2.getNumThreads()
     for threads in (1, 2):
         out = tmp_path / f"threads{threads}.mp4"
-        stats = rectify_video(fisheye_clip, out, EGOCENTRIC_10K_CALIBRATION, camera, encoder, threads=threads)
+        seen: set[int] = set()
+        # cv2's count is process-wide, so the main thread sees the remap's
+        on_frame = lambda *_args, seen=seen: seen.add(cv2.getNumThreads())  # noqa: E731
+        stats = rectify_video(
+            fisheye_clip, out, EGOCENTRIC_10K_CALIBRATION, camera, encoder, on_frame=on_frame, threads=threads
+        )
         assert f" threads={threads} " in x264_settings(out) and stats.frames == N_FRAMES
+        assert seen == {threads} and cv2.getNumThreads() == before
 
 
 def test_h265_output(fisheye_clip, tmp_path):
