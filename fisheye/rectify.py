@@ -236,7 +236,7 @@ def rectify_video(
 
     # three stages on three threads: decode | remap | encode (here). NVDEC's frame pool is small: frames
     # queued on the GPU hold its surfaces, so that queue is short.
-    remap_threads = cv2.getNumThreads()
+    cv2_threads = cv2.getNumThreads()
     if threads:
         cv2.setNumThreads(threads)
     decoded = prefetch(decode_frames(src, threads, decoder), QUEUE_FRAMES if decoder == "cpu" else 2)
@@ -259,7 +259,7 @@ def rectify_video(
         raise
     finally:
         stages.close()  # stops the stage threads if the encoder failed
-        cv2.setNumThreads(remap_threads)
+        cv2.setNumThreads(cv2_threads)
     if progress and frames % 10:
         progress(frames % 10)
     if frames == 0:

@@ -81,8 +81,9 @@ class Phase1Settings:
     )
     codec_threads: int = setting(
         0,
-        "threads of the HEVC decoder, of x264/x265 and of the remap, each; 0 = FFmpeg's and OpenCV's choice "
-        "from the machine's cores (x264 takes 1.5 per core), or with --engine ray --rectify-cpus",
+        "threads of the HEVC decoder, of x264/x265 and of the remap, each; 1 makes the mp4s bit-"
+        "reproducible. 0 = FFmpeg's and OpenCV's choice from the machine's cores (x264 takes 1.5 per "
+        "core); with --engine ray, 0 = --rectify-cpus",
         low=0,
         high=128,
         metavar="N",
