@@ -20,14 +20,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-from bench_rectify import OUT, RECTIFY_CHILD, ROOT
+from bench_rectify import OUT, RECTIFY_CHILD, ROOT, Run, run_children
 from footage import CLIPS, FPS, H, W
 
 from egoclean.video import probe
@@ -35,25 +32,10 @@ from egoclean.video import probe
 MODES = {"threads 1": (None, 1), "threads auto": (None, 0), "threads 24": (None, 24), "alone, auto": (1, 0)}
 
 
-def run_at_once(clip: Path, copies: int, threads: int) -> tuple[float, float, float]:
-    """`copies` rectifiers of `clip` at once: (wall s, CPU s of all of them, the largest peak MB)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.perf_counter()
+def run_at_once(clip: Path, copies: int, threads: int) -> Run:
+    """`copies` rectifiers of `clip` at once: the wall time, their CPU time and the largest peak memory."""
     child = [sys.executable, "-c", RECTIFY_CHILD, str(ROOT), str(clip)]
-    procs = [
-        subprocess.Popen([*child, str(OUT / f"node{i}.mp4"), str(threads)], stdout=subprocess.PIPE, text=True)
-        for i in range(copies)
-    ]
-    peaks = []
-    for proc in procs:
-        out, _ = proc.communicate()
-        if proc.returncode:
-            raise SystemExit(f"a rectifier failed (exit {proc.returncode})")
-        peaks.append(int(out.strip()) / 1024)
-    wall = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return wall, cpu, max(peaks)
+    return run_children([[*child, str(OUT / f"node{i}.mp4"), str(threads)] for i in range(copies)])
 
 
 def main() -> None:
@@ -68,7 +50,7 @@ def main() -> None:
     clip = CLIPS[args.contents](OUT / f"{args.contents}_{W}x{H}_{args.seconds:g}s.mp4", args.seconds)
     frames = probe(clip).n_frames
     cores = os.cpu_count() or 1
-    runs: dict[str, list[tuple[float, float, float]]] = {mode: [] for mode in MODES}
+    runs: dict[str, list[Run]] = {mode: [] for mode in MODES}
     for _ in range(args.repeats):  # interleaved, so load changes on this shared machine hit all alike
         for mode, (copies, threads) in MODES.items():
             runs[mode].append(run_at_once(clip, copies or cores, threads))
@@ -85,9 +67,9 @@ def main() -> None:
     ]
     for mode, (copies, _threads) in MODES.items():
         n = copies or cores
-        wall = statistics.median(r[0] for r in runs[mode])
-        cpu = statistics.median(r[1] for r in runs[mode])
-        peak = statistics.median(r[2] for r in runs[mode])
+        wall = statistics.median(r.wall_s for r in runs[mode])
+        cpu = statistics.median(r.cpu_s for r in runs[mode])
+        peak = statistics.median(r.peak_mb or 0.0 for r in runs[mode])
         lines.append(f"| {n} x {mode} | {n * frames / wall:.1f} | {cpu / wall:.2f} | {peak:.0f} |")
     print("\n".join([*lines, ""]))
 

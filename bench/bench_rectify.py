@@ -68,15 +68,27 @@ class Run:
         return self.cpu_s / self.wall_s
 
 
-def run_child(cmd: list[str]) -> Run:
-    """Run `cmd` to completion; its wall time and CPU time (RUSAGE_CHILDREN grows by exactly this child)."""
+def run_children(cmds: list[list[str]]) -> Run:
+    """Run `cmds` at once, each to completion: the wall time, their CPU time together (RUSAGE_CHILDREN grows
+    by exactly these children) and the largest peak memory any of them printed."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip()
+    quiet = {"stdout": subprocess.PIPE, "stderr": subprocess.DEVNULL, "text": True}
+    procs = [subprocess.Popen(cmd, **quiet) for cmd in cmds]
+    outs = [proc.communicate()[0].strip() for proc in procs]
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    for cmd, proc in zip(cmds, procs, strict=True):
+        if proc.returncode:
+            raise subprocess.CalledProcessError(proc.returncode, cmd)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return Run(wall, cpu, int(out) / 1024 if out.isdigit() else None)
+    peaks = [int(out) / 1024 for out in outs if out.isdigit()]
+    return Run(wall, cpu, max(peaks) if peaks else None)
+
+
+def run_child(cmd: list[str]) -> Run:
+    """Run `cmd` to completion: its wall time, CPU time and peak memory."""
+    return run_children([cmd])
 
 
 def v360_fov() -> tuple[float, float]:
