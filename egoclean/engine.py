@@ -6,11 +6,12 @@
 A pipeline is three stages over small dict rows (keys, paths and metadata, never decoded frames):
     fetch:   one task per shard row -> the clip rows it extracted   (Ray: flat_map, bounded concurrency)
     rectify: one task per clip row -> the row with its outcome      (Ray: map)
-    embed:   a callable class, built once per worker/actor           (Ray: map_batches on an actor pool,
-             one GPU per actor when the cluster has GPUs)
+    embed:   a callable class, built once per worker/actor           (Ray: map on an actor pool, a GPU
+             or a share of one per actor when the cluster has GPUs)
 Stage functions never raise for one bad item: they return the row with "status" "failed" and a "reason"
 (see egoclean.scale for retries and failure records), so one clip never stops the others. A killed Ray task
-or actor is retried by Ray itself (max_retries / actor restarts). Each stage adds its busy seconds to the
+or actor is run again by Ray itself, with no limit (Ray Data's default): the stages count their own attempts
+(egoclean.attempts) and fail an item that keeps killing its process. Each stage adds its busy seconds to the
 row ("fetch_s", "rectify_s", "embed_s"), which the run's summary adds up.
 """
 
@@ -30,7 +31,6 @@ from egoclean.progress import Progress
 
 Row = dict[str, Any]
 ENGINES = ("local", "ray")
-TASK_RETRIES = 3
 
 
 def _address_problem(text: str | None) -> str | None:
@@ -59,7 +59,12 @@ class ScaleSettings:
     )
     max_fetch_concurrency: int = setting(2, "shards fetched at once (Ray)", low=1, high=1024, metavar="N")
     max_retries: int = setting(
-        2, "retries of a failing clip or shard before it is recorded as failed", low=0, high=20, metavar="N"
+        2,
+        "retries of a clip or shard that fails for a passing reason (the network, the Hub's load) or whose "
+        "process dies under it (out of memory, a crash), before it is recorded as failed",
+        low=0,
+        high=20,
+        metavar="N",
     )
     embed_actors: int = setting(
         1,
@@ -183,16 +188,17 @@ def run_ray(
 
     ensure_ray(settings.ray_address)
     cpus = rectifier_cpus(settings, stages.one_pass, node_cpus())
+    if not shards:
+        return []  # everything is done: no pipeline to build
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.execution_options.preserve_order = True  # the same row order as the local engine
     fetch, rectify = timed("fetch_s", stages.fetch), timed("rectify_s", stages.rectify)
     ds: Any = ray.data.from_items(shards, override_num_blocks=max(1, len(shards)))
-    retried = {"max_retries": TASK_RETRIES}  # a task killed (node lost, OOM) runs again
-    fetch_pool = ray.data.TaskPoolStrategy(size=settings.max_fetch_concurrency)
-    ds = ds.flat_map(fetch, compute=fetch_pool, ray_remote_args_fn=lambda: retried)
+    fetch_pool = ray.data.TaskPoolStrategy(size=min(settings.max_fetch_concurrency, len(shards)))
+    ds = ds.flat_map(fetch, compute=fetch_pool)
     # A pass-through rectify (one pass) needs no CPU: 0 lets it run beside the actors holding them all.
-    ds = ds.map(rectify, num_cpus=0 if stages.one_pass else cpus, ray_remote_args_fn=lambda: retried)
+    ds = ds.map(rectify, num_cpus=0 if stages.one_pass else cpus)
     if stages.embed is not None:
         embed_cls = stages.embed
 

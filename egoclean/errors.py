@@ -34,3 +34,11 @@ class InputError(EgoCleanError):
 
 class SettingError(EgoCleanError, ValueError):
     """A setting (a command-line option or a settings field) has a value it cannot have."""
+
+
+class CrashLoopError(EgoCleanError):
+    """An item took down the process working on it, attempt after attempt (a crash, or out of memory)."""
+
+    def __init__(self, message: str, attempts: int = 0) -> None:
+        super().__init__(message)
+        self.attempts = attempts

@@ -8,9 +8,13 @@ egoclean does not): it is the glue that turns phase 1's and phase 2's functions 
     plan     from the listing alone (Hub tree or --source folder), nothing downloaded: one row per shard of
              every selected worker. Which clips a shard holds is unknown before it is read, so the plan is
              at shard granularity: with --clips, every shard of a worker is planned and each fetch task
-             extracts only the wanted clips it finds (shards wholly done, per the manifest, are skipped).
+             extracts only the wanted clips it finds. Shards wholly done are skipped: with --clips, once
+             every wanted clip is done; with all, by the clip list the manifest keeps for each shard. With
+             both phases, one more row per worker holds the wanted clips an earlier run rectified.
     fetch    one task per shard: download, stream-extract the wanted clips not yet done into this run's
-             staging folder, release (delete) the downloaded shard.
+             staging folder, release (delete) the downloaded shard. The worker's row of clips rectified
+             earlier downloads nothing and passes them on to be embedded (when their embedding is not
+             already there with these settings).
     rectify  one task per clip: fisheye.pipeline.rectify_stage under the clip's lock, then its record.
     embed    one actor per model copy. With both phases the clip is rectified here, in one pass: each
              rectified frame goes to the model before it is encoded (one_pass_tap), so the rectify stage
@@ -19,12 +23,15 @@ egoclean does not): it is the glue that turns phase 1's and phase 2's functions 
     analyse  on the driver, per worker folder: each clip and all together (VJEPA.analyze).
 
 Failures stay local: a transient error (Hub 429/5xx, a dropped connection) is retried with backoff; a clip
-that still fails gets a failure record (reason, attempts) and the others go on. The summary lists done,
+that still fails gets a failure record (reason, attempts) and the others go on. So does a clip or shard
+whose process keeps dying under it (out of memory, a crash in FFmpeg): Ray runs the killed task again, and
+egoclean.attempts stops that after --max-retries more tries. The summary lists done,
 skipped and failed clips and where the time went.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
 from collections.abc import Callable
@@ -32,6 +39,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from egoclean.attempts import ATTEMPTS_DIR, crash_guard
 from egoclean.engine import (
     Row,
     ScaleSettings,
@@ -56,10 +64,13 @@ from fisheye.pipeline import (
     WorkerContext,
     fetch_calibration,
     finished_clips,
+    finished_records,
+    known_shard_clips,
     open_source,
     rectify_stage,
     remove_staging,
     run_staging,
+    shard_is_finished,
     update_manifest,
     worker_output_dir,
 )
@@ -72,6 +83,7 @@ from VJEPA.settings import EncodeSettings
 if TYPE_CHECKING:
     from VJEPA.embedder import Encoder
 
+SKIPPED = "skipped"  # a clip finished earlier, as fisheye.pipeline.rectify_stage says it
 BACKOFF_S = 0.5  # first retry after 0.5 s, then 1, 2, ... (capped at 30 s)
 # Rows carry the same keys everywhere (the engines' tables need one schema); "" and 0 for "none".
 CLIP_ROW = {
@@ -79,6 +91,7 @@ CLIP_ROW = {
     "folder": "",
     "staging": "",
     "shard": "",
+    "keys": "",
     "key": "",
     "clip_name": "",
     "video_path": "",
@@ -137,6 +150,11 @@ def quiet_source(settings: Phase1Settings) -> ShardSource:
     return open_source(settings, Progress())
 
 
+def crash_guarded(job: Job, row: Row, item: str, what: str) -> contextlib.AbstractContextManager[int]:
+    """One attempt at `item` of this row's worker, counted in the run's staging folder (egoclean.attempts)."""
+    return crash_guard(Path(row["staging"]) / ATTEMPTS_DIR / item, 1 + job.scale.max_retries, what)
+
+
 def fetch_shard(job: Job, row: Row) -> list[Row]:
     """Download one shard, extract the wanted clips that are not done yet, release the shard."""
     settings = job.for_worker(row["worker"])
@@ -148,16 +166,24 @@ def fetch_shard(job: Job, row: Row) -> list[Row]:
         done = finished_clips(folder, settings)
         if wanted is not None and wanted <= done:
             return []
+        if wanted is None and shard_is_finished(row["shard"], known_shard_clips(folder), done):
+            return []  # done by another run since the plan
         tar = source.fetch_shard(worker, row["shard"], staging)
         try:
             clips = extract_clips(tar, worker, None if wanted is None else wanted - done, staging)
         finally:
             source.release_shard(tar)  # the wanted clips are out: the shard itself is no longer needed
+        if wanted is None:  # the shard's whole clip list: a rerun need not download it again
+            shard_clips = {row["shard"]: sorted(c.index for c in clips)}
+            update_manifest(folder, settings, source.describe(), shard_clips, job.run_id)
         return [c for c in clips if c.index not in done]
 
     base = {**CLIP_ROW, "worker": row["worker"], "folder": row["folder"], "staging": row["staging"]}
+    if not row["shard"]:
+        return rectified_earlier(settings, folder, row["keys"], base)
     try:
-        clips, _ = with_retries(fetch, job.scale.max_retries, job.backoff_s)
+        with crash_guarded(job, row, row["shard"], f"{row['shard']} ({row['worker']})"):
+            clips, _ = with_retries(fetch, job.scale.max_retries, job.backoff_s)
     except Exception as err:
         attempts = getattr(err, "attempts", 1)
         write_record(
@@ -175,6 +201,21 @@ def fetch_shard(job: Job, row: Row) -> list[Row]:
         }
         for clip in clips
     ]
+
+
+def rectified_earlier(settings: Phase1Settings, folder: Path, keys: str, base: Row) -> list[Row]:
+    """Rows of the clips (keys: "00001,00003") that an earlier run rectified, for the embed stage."""
+    records = finished_records(folder, settings)
+    rows = []
+    for key in filter(None, keys.split(",")):
+        record = records.get(int(key))
+        if record is not None:  # still done (a clip deleted since the plan is left out)
+            entry = record["entry"] or {}
+            clip_name = str(entry.get("source_clip") or settings.worker_ref.clip_name(int(key)))
+            shard = str(entry.get("shard") or "")
+            clip = {"shard": shard, "key": key, "clip_name": clip_name, "output": record["output"]}
+            rows.append(base | clip | {"status": SKIPPED})
+    return rows
 
 
 class OnePassTap:
@@ -225,7 +266,8 @@ def rectify_clip(job: Job, row: Row, tap: TapFactory | None = None) -> Row:
         return rectify_stage(clip, ctx, job.run_id, wait=True)
 
     try:
-        status, attempts = with_retries(rectify, job.scale.max_retries, job.backoff_s)
+        with crash_guarded(job, row, row["output"], f"{row['clip_name']} -> {row['output']}"):
+            status, attempts = with_retries(rectify, job.scale.max_retries, job.backoff_s)
     except Exception as err:
         attempts = getattr(err, "attempts", 1)
         reason = str(err) if isinstance(err, EgoCleanError) else f"{err.__class__.__name__}: {err}"
@@ -263,7 +305,8 @@ class EmbedClip:
         if row["status"] == FAILED:
             return row
         try:
-            result = encode_clip(Path(row["folder"]) / row["output"], self.encoder, self.settings)
+            with crash_guarded(self.job, row, f"{row['output']}.embed", f"embedding {row['output']}"):
+                result = encode_clip(Path(row["folder"]) / row["output"], self.encoder, self.settings)
         except (EgoCleanError, ValueError) as err:
             return row | {"status": FAILED, "reason": f"embed: {err}"}
         return row | {"n_windows": result.n_windows}
@@ -299,6 +342,16 @@ class WorkerPlan:
     staging: Path
     staging_lock: FileLock
     shards: list[str]
+    done: list[int]  # wanted clips finished before this run (with these settings)
+
+    def rows(self, embed: bool) -> list[Row]:
+        """The fetch stage's input: one row per shard, and with `embed` one of the clips done earlier."""
+        worker = str(self.settings.worker_ref)
+        base = {"worker": worker, "folder": str(self.folder), "staging": str(self.staging)}
+        rows = [base | {"shard": shard, "keys": ""} for shard in self.shards]
+        if embed and self.done:
+            rows.append(base | {"shard": "", "keys": ",".join(f"{index:05d}" for index in self.done)})
+        return rows
 
 
 def plan(job: Job, source: ShardSource, progress: Progress) -> list[WorkerPlan]:
@@ -313,11 +366,17 @@ def plan(job: Job, source: ShardSource, progress: Progress) -> list[WorkerPlan]:
         shards = source.list_shards(worker)
         if wanted is not None and wanted <= done:
             shards = []
+        elif wanted is None:
+            known = known_shard_clips(folder)
+            shards = [shard for shard in shards if not shard_is_finished(shard, known, done)]
         staging, lock = run_staging(folder, job.run_id)
         if shards:
             fetch_calibration(source, settings, staging)
-        plans.append(WorkerPlan(settings, folder, staging, lock, shards))
-        progress.log(f"plan: {worker}: {len(shards)} shard(s), {len(done)} clip(s) already done")
+        done_wanted = sorted(done if wanted is None else done & wanted)
+        plans.append(WorkerPlan(settings, folder, staging, lock, shards, done_wanted))
+        progress.log(
+            f"plan: {worker}: {len(shards)} shard(s) to fetch, {len(done_wanted)} clip(s) already rectified"
+        )
     return plans
 
 
@@ -370,11 +429,7 @@ def run_scale(
     job = Job(phase1, scale, encode, new_run_id(), backoff_s, source_factory)
     start = time.perf_counter()
     plans = plan(job, job.source(phase1), progress)
-    shard_rows = [
-        {"worker": str(p.settings.worker_ref), "folder": str(p.folder), "staging": str(p.staging), "shard": s}
-        for p in plans
-        for s in p.shards
-    ]
+    shard_rows = [row for p in plans for row in p.rows(embed=encode is not None)]
     stages = Stages(
         fetch=functools.partial(fetch_shard, job),
         rectify=functools.partial(rectify_clip, job) if encode is None else rectified_with_embedding,

@@ -231,15 +231,36 @@ def adopt_manifest(folder: Path, settings: Phase1Settings) -> None:
             write_record(folder, output.name, DONE, settings.output_affecting(), key=key, entry=entry)
 
 
-def finished_clips(folder: Path, settings: Phase1Settings) -> set[int]:
-    """The clip indices whose record says done with these settings and whose output is in place."""
+def finished_records(folder: Path, settings: Phase1Settings) -> dict[int, dict]:
+    """The records that say done with these settings and whose output is in place, by clip index."""
     adopt_manifest(folder, settings)
     affecting = settings.output_affecting()
     return {
-        int(record["key"])
+        int(record["key"]): record
         for record in read_records(folder)
         if record.get("key") is not None and is_done(record, folder, affecting)
     }
+
+
+def finished_clips(folder: Path, settings: Phase1Settings) -> set[int]:
+    """The clip indices whose record says done with these settings and whose output is in place."""
+    return set(finished_records(folder, settings))
+
+
+def known_shard_clips(folder: Path) -> dict[str, list[int]]:
+    """Each shard's full clip list, as the manifest learnt it from a run that extracted the whole shard
+    (--clips all); {} without a readable manifest."""
+    try:
+        manifest = json.loads((folder / MANIFEST_FILE).read_text())
+        return dict(manifest.get("shards", {})) if manifest.get("version") == MANIFEST_VERSION else {}
+    except (OSError, ValueError, AttributeError, TypeError):
+        return {}  # a damaged manifest only costs the shard lists
+
+
+def shard_is_finished(shard: str, known: dict[str, list[int]], done: set[int]) -> bool:
+    """Every clip of `shard` is finished, so it need not be downloaded again (known: known_shard_clips)."""
+    recorded = known.get(shard)
+    return recorded is not None and set(recorded) <= done
 
 
 def update_manifest(
@@ -260,12 +281,7 @@ def update_manifest(
     path = folder / MANIFEST_FILE
     with manifest_lock(folder, run_id):
         remove_partials(path)
-        try:
-            old = json.loads(path.read_text())
-            known = dict(old.get("shards", {})) if old.get("version") == MANIFEST_VERSION else {}
-        except (OSError, ValueError, AttributeError):
-            known = {}  # a damaged manifest only costs the shard lists
-        known |= shards or {}
+        known = known_shard_clips(folder) | (shards or {})
         clips = {
             record["key"]: record["entry"]
             for record in sorted(read_records(folder), key=lambda r: str(r.get("key")))
@@ -403,9 +419,7 @@ def _run_phase1(
 
     staging, staging_lock = run_staging(folder, run_id)
     try:
-        known_shards: dict = {}
-        with contextlib.suppress(OSError, ValueError, AttributeError):
-            known_shards = json.loads((folder / MANIFEST_FILE).read_text()).get("shards", {})
+        known_shards = known_shard_clips(folder)
         calib = fetch_calibration(source, settings, staging)
         ctx = WorkerContext(calib, settings, folder, progress, tap=tap)
         shards = source.list_shards(worker)
@@ -415,9 +429,8 @@ def _run_phase1(
         for shard in shards:
             if wanted is not None and wanted <= found | done:
                 break  # every wanted clip is accounted for: later shards are not downloaded
-            recorded = known_shards.get(shard)  # a shard's full clip list, known after an "all" run
-            if wanted is None and recorded is not None and set(recorded) <= done:
-                found |= set(recorded)
+            if wanted is None and shard_is_finished(shard, known_shards, done):
+                found |= set(known_shards[shard])
                 continue  # every clip of this shard is finished: no need to download it again
             size = source.shard_size(worker, shard)
             if size:

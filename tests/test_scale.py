@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tarfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -192,6 +193,113 @@ def test_a_transient_failure_is_retried_and_succeeds(hub, tmp_path):
     assert result.counts == {"done": 4} and not result.failures
     retried = [r for r in result.rows if r["worker"] == "factory_001/worker_002" and r["key"] == "00002"]
     assert len(retried) == 1
+
+
+class CountingSource(LocalSource):
+    """A local folder that notes each shard fetched in `log` (a file: the fetches run in Ray's workers)."""
+
+    def __init__(self, root: Path, log: Path) -> None:
+        super().__init__(root)
+        self.log = log
+
+    def fetch_shard(self, worker, shard_name, dest_dir, progress=None):
+        with self.log.open("a") as f:
+            f.write(f"{worker.factory}/{worker.worker}/{shard_name}\n")
+        return super().fetch_shard(worker, shard_name, dest_dir, progress)
+
+
+def counting_factory(hub: Path, log: Path):
+    return lambda settings: CountingSource(hub, log)
+
+
+def fetched(log: Path) -> list[str]:
+    lines = log.read_text().split() if log.exists() else []
+    log.unlink(missing_ok=True)
+    return sorted(lines)
+
+
+def test_a_rerun_of_every_clip_downloads_only_the_shards_with_clips_to_redo(hub, tmp_path):
+    out, log = tmp_path / "data", tmp_path / "fetched"
+    settings, scale = replace(phase1(hub, out), clips="all"), ScaleSettings(engine="ray", workers="all")
+    assert run_scale(settings, scale, source_factory=counting_factory(hub, log)).counts == {"done": 6}
+    assert len(fetched(log)) == 6  # 3 workers x 2 shards of one clip each
+    assert run_scale(settings, scale, source_factory=counting_factory(hub, log)).counts == {}
+    assert fetched(log) == [], "every shard's clips are finished: none is downloaded again"
+    (out / "factory_001/worker_002/rectified_clip_2.mp4").unlink()
+    assert run_scale(settings, scale, source_factory=counting_factory(hub, log)).counts == {"done": 1}
+    assert fetched(log) == ["factory_001/worker_002/factory001_worker002_part01.tar"]
+
+
+def test_both_phases_after_phase_1_embed_the_clips_phase_1_made(hub, encode, tmp_path):
+    out, log = tmp_path / "data", tmp_path / "fetched"
+    scale = ScaleSettings(engine="ray", workers="all")
+    assert run_scale(phase1(hub, out), scale).counts == {"done": 6}
+    result = run_scale(phase1(hub, out), scale, encode, source_factory=counting_factory(hub, log))
+    assert fetched(log) == [] and result.counts == {"skipped": 6} and not result.failures
+    for folder in FOLDERS:
+        for index in (1, 2):
+            meta = json.loads((out / folder / f"rectified_clip_{index}_emb.json").read_text())
+            assert meta["frames_from"] == "decoded clip"  # the two-pass path: from the mp4 phase 1 wrote
+        assert str(out / folder) in result.analysis and (out / folder / "joint_analysis.json").exists()
+
+
+class DyingSource(LocalSource):
+    """A local folder whose fetch of factory_001/worker_002's part01 ends its process every time, as the
+    kernel's OOM killer would; each attempt appends its pid to `log`."""
+
+    def __init__(self, root: Path, log: Path) -> None:
+        super().__init__(root)
+        self.log = log
+
+    def fetch_shard(self, worker, shard_name, dest_dir, progress=None):
+        if worker.worker == "worker_002" and shard_name.endswith("part01.tar"):
+            with self.log.open("a") as f:
+                f.write(f"{os.getpid()}\n")
+            os._exit(137)
+        return super().fetch_shard(worker, shard_name, dest_dir, progress)
+
+
+def dying_factory(hub: Path, log: Path):
+    return lambda settings: DyingSource(hub, log)
+
+
+def test_a_shard_that_kills_its_process_every_time_fails_alone(hub, tmp_path):
+    out, log = tmp_path / "data", tmp_path / "deaths"
+    scale = ScaleSettings(engine="ray", workers="factory_001/*")  # --max-retries 2: 3 tries in all
+    result = run_scale(phase1(hub, out), scale, source_factory=dying_factory(hub, log))
+    pids = log.read_text().split()
+    assert len(pids) == 3 and len(set(pids)) == 3, "Ray ran the killed task again, in a new process each time"
+    assert result.counts == {"done": 3, "failed": 1}
+    (failure,) = result.failures
+    assert "factory001_worker002_part01.tar" in failure and "died 3 times" in failure, failure
+    (record,) = [r for r in read_records(out / "factory_001/worker_002") if r["status"] == "failed"]
+    assert record["output"] == "factory001_worker002_part01.tar" and record["attempts"] == 3
+    assert (out / "factory_001/worker_002/rectified_clip_1.mp4").exists()  # the shard before it: done
+    assert not list(out.rglob(".staging")), "the attempt counts went with the run's staging folder"
+
+
+def test_a_clip_that_killed_its_rectify_or_embed_process_too_often_fails_alone(
+    hub, encode, tmp_path, monkeypatch
+):
+    """Both stages count their attempts in the run's staging folder; here 3 deaths are already counted
+    (they were made by hand: the Ray test above makes real ones)."""
+    out = tmp_path / "data"
+    monkeypatch.setattr("egoclean.scale.new_run_id", lambda: "run-with-deaths")
+    marks = out / "factory_001/.staging/run-with-deaths/.attempts"
+    marks.mkdir(parents=True)
+    (marks / "rectified_clip_1.mp4").write_text("3")
+    (marks / "rectified_clip_2.mp4.embed").write_text("3")
+    scale = ScaleSettings(engine="local", workers="factory_001/worker_001")
+    result = run_scale(phase1(hub, out), scale, encode)
+    assert result.counts == {"failed": 2}
+    one, two = sorted(result.failures)
+    assert "factory001_worker001_00001 -> rectified_clip_1.mp4: " in one and "died 3 times" in one
+    assert "embed: embedding rectified_clip_2.mp4: " in two and "died 3 times" in two
+    assert not (out / "factory_001/rectified_clip_1.mp4").exists()
+    assert (out / "factory_001/rectified_clip_2.mp4").exists(), "phase 1 of clip 2 survived"
+    monkeypatch.undo()  # a new run starts from a clean count: clip 1 is rectified, clip 2 embedded
+    result = run_scale(phase1(hub, out), scale, encode)
+    assert result.counts == {"done": 1, "skipped": 1} and not result.failures
 
 
 def test_a_poison_clip_fails_alone_and_the_run_exits_non_zero(hub, tmp_path, capsys):

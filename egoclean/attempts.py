@@ -1,0 +1,55 @@
+"""Counting the attempts at an item whose process may die before it can say so.
+
+A stage that takes its own process down (a crash inside FFmpeg or the model, the kernel's OOM killer) cannot
+report a failure. Ray runs a killed task or actor call again, by default without end, and in Ray Data a task
+that has run out of retries aborts the whole dataset, so one such clip would stall or end a run over
+thousands. So a stage marks each attempt in a file before it starts on an item and removes the mark when it
+returns, whether it succeeded or raised. An attempt that finds `limit` marks already there gives up on that
+item alone.
+
+    with crash_guard(staging / ATTEMPTS_DIR / "rectified_clip_3", limit=3, what="rectified_clip_3.mp4"):
+        ...   # on entry: CrashLoopError if 3 earlier attempts never returned
+
+Keep the marks in the run's own staging folder (which every node of the run shares): each run then starts
+from a clean count, and the marks go when the staging folder does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+from egoclean.errors import CrashLoopError
+from egoclean.files import atomic_output
+
+ATTEMPTS_DIR = ".attempts"
+
+
+def unreturned_attempts(mark: Path) -> int:
+    """How many attempts at the item started and never returned (0 without a mark)."""
+    try:
+        return int(mark.read_text())
+    except (OSError, ValueError):
+        return 0
+
+
+@contextlib.contextmanager
+def crash_guard(mark: Path, limit: int, what: str) -> Iterator[int]:
+    """Run the body as one more attempt at the item `mark` stands for; yields the attempt's number (1 for the
+    first). Raises CrashLoopError on entry, and clears the mark, when `limit` attempts already died."""
+    died = unreturned_attempts(mark)
+    if died >= limit:
+        mark.unlink(missing_ok=True)
+        raise CrashLoopError(
+            f"{what}: the process working on it died {died} times (killed for memory, or a crash in a "
+            "decoder or the model); left out so that the rest go on. Check the node's memory "
+            "(dmesg | grep -i oom), then run again",
+            attempts=died,
+        )
+    with atomic_output(mark) as tmp:  # renamed into place: a kill mid-write leaves the old count
+        tmp.write_text(str(died + 1))
+    try:
+        yield died + 1
+    finally:  # the process survived this attempt, whatever it raised
+        mark.unlink(missing_ok=True)
