@@ -8,6 +8,7 @@ A pipeline is three stages over small dict rows (keys, paths and metadata, never
     rectify: one task per clip row -> the row with its outcome      (Ray: map)
     embed:   a callable class, built once per worker/actor           (Ray: map on an actor pool, a GPU
              or a share of one per actor when the cluster has GPUs)
+Then, per worker, map_tasks runs the analysis (Ray: one task per worker folder, over the cluster).
 Stage functions never raise for one bad item: they return the row with "status" "failed" and a "reason"
 (see egoclean.scale for retries and failure records), so one clip never stops the others. A killed Ray task
 or actor is run again by Ray itself, with no limit (Ray Data's default): the stages count their own attempts
@@ -31,6 +32,7 @@ from egoclean.progress import Progress
 
 Row = dict[str, Any]
 ENGINES = ("local", "ray")
+TASK_RETRIES = 3  # a plain Ray task (map_tasks) whose process died runs again this many times
 
 
 def _address_problem(text: str | None) -> str | None:
@@ -176,6 +178,31 @@ def ensure_ray(address: str | None) -> float:
             log_to_driver=False,
         )
     return time.perf_counter() - start
+
+
+def call(fn: Callable[[Any], Any], item: Any) -> Any:
+    return fn(item)
+
+
+def map_tasks(
+    fn: Callable[[Any], Any], items: list[Any], settings: ScaleSettings, lost: Callable[[Any, str], Any]
+) -> list[Any]:
+    """[fn(item) for item in items]: in this process on the local engine, as Ray tasks of one CPU each
+    spread over the cluster on the Ray engine. fn and the items must pickle; fn should not raise. An item
+    whose task Ray could not finish (its process died TASK_RETRIES + 1 times) gets lost(item, why)."""
+    if settings.engine == "local" or not items:
+        return [fn(item) for item in items]
+    import ray
+
+    ensure_ray(settings.ray_address)
+    task = ray.remote(num_cpus=1, max_retries=TASK_RETRIES)(call)  # fn itself may be a partial
+    results = []
+    for item, ref in [(item, task.remote(fn, item)) for item in items]:
+        try:
+            results.append(ray.get(ref))
+        except ray.exceptions.RayError as err:
+            results.append(lost(item, err.__class__.__name__))
+    return results
 
 
 def run_ray(

@@ -35,6 +35,7 @@ import contextlib
 import functools
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,12 +46,13 @@ from egoclean.engine import (
     ScaleSettings,
     Stages,
     ensure_ray,
+    map_tasks,
     node_cpus,
     rectifier_cpus,
     run_local,
     run_ray,
 )
-from egoclean.errors import EgoCleanError, FetchError, SettingError
+from egoclean.errors import EgoCleanError, FetchError, OutputError, SettingError
 from egoclean.files import check_writable
 from egoclean.layout import list_embeddings, rectified_name
 from egoclean.locks import FileLock, new_run_id
@@ -84,6 +86,7 @@ if TYPE_CHECKING:
     from VJEPA.embedder import Encoder
 
 SKIPPED = "skipped"  # a clip finished earlier, as fisheye.pipeline.rectify_stage says it
+PLAN_THREADS = 8  # workers planned at once
 BACKOFF_S = 0.5  # first retry after 0.5 s, then 1, 2, ... (capped at 30 s)
 # Rows carry the same keys everywhere (the engines' tables need one schema); "" and 0 for "none".
 CLIP_ROW = {
@@ -312,6 +315,24 @@ class EmbedClip:
         return row | {"n_windows": result.n_windows}
 
 
+def analyse_worker(params: Any, folder: str) -> tuple[dict | None, str]:
+    """The analysis stage for one worker folder: each clip and all together (VJEPA.analyze), its files
+    written there. Returns (the joint record, "") or, with nothing to analyse or bad input, (None, why)."""
+    from VJEPA.analyze import analyze_clips_jointly
+
+    embeddings = list_embeddings(Path(folder))
+    if not embeddings:
+        return None, ""
+    try:
+        return analyze_clips_jointly(embeddings, None, params), ""
+    except EgoCleanError as err:
+        return None, str(err)
+
+
+def analysis_lost(folder: str, why: str) -> tuple[None, str]:
+    return None, f"its process died under it, attempt after attempt ({why}); run phase 2 on {folder} alone"
+
+
 def select_workers(text: str | None, default: WorkerRef, source: ShardSource) -> list[WorkerRef]:
     """--workers: None (the --worker), "all", or a comma list of factory_001/worker_001 and factory_002/*."""
     if text is None:
@@ -354,30 +375,68 @@ class WorkerPlan:
         return rows
 
 
-def plan(job: Job, source: ShardSource, progress: Progress) -> list[WorkerPlan]:
-    """The shards to fetch for every selected worker, from the listing alone; calibration fetched here."""
-    plans = []
-    for worker in select_workers(job.scale.workers, job.phase1.worker_ref, source):
-        settings = job.for_worker(str(worker))
-        folder = worker_output_dir(settings)
-        check_writable(folder)
-        wanted = None if settings.clip_indices is None else set(settings.clip_indices)
-        done = finished_clips(folder, settings)
-        shards = source.list_shards(worker)
-        if wanted is not None and wanted <= done:
-            shards = []
-        elif wanted is None:
-            known = known_shard_clips(folder)
-            shards = [shard for shard in shards if not shard_is_finished(shard, known, done)]
-        staging, lock = run_staging(folder, job.run_id)
-        if shards:
-            fetch_calibration(source, settings, staging)
-        done_wanted = sorted(done if wanted is None else done & wanted)
-        plans.append(WorkerPlan(settings, folder, staging, lock, shards, done_wanted))
-        progress.log(
-            f"plan: {worker}: {len(shards)} shard(s) to fetch, {len(done_wanted)} clip(s) already rectified"
+def plan(job: Job, source: ShardSource, progress: Progress) -> tuple[list[WorkerPlan], list[Row]]:
+    """The shards to fetch for every selected worker, from the listing alone; calibration fetched here.
+
+    Returns the plans and, when several workers are selected, a failed row for each worker that cannot be
+    planned (its listing or its intrinsics.json): that worker is left out and the others go on. With one
+    worker, or when the output folder cannot be written, the error is raised."""
+    workers = select_workers(job.scale.workers, job.phase1.worker_ref, source)
+
+    def attempt(worker: WorkerRef) -> WorkerPlan | EgoCleanError:
+        try:
+            return plan_worker(job, source, job.for_worker(str(worker)))
+        except EgoCleanError as err:
+            return err
+
+    # A plan is a few Hub round trips (listing, intrinsics.json), not CPU: plan several workers at once.
+    with ThreadPoolExecutor(max(1, min(PLAN_THREADS, len(workers)))) as pool:
+        outcomes = list(pool.map(attempt, workers))
+    plans, failed = [o for o in outcomes if isinstance(o, WorkerPlan)], []
+    for worker, outcome in zip(workers, outcomes, strict=True):
+        if isinstance(outcome, WorkerPlan):
+            progress.log(
+                f"plan: {worker}: {len(outcome.shards)} shard(s) to fetch, {len(outcome.done)} clip(s) "
+                "already rectified"
+            )
+            continue
+        # the disk or the folder, not this worker (every other worker would fail the same way); or the
+        # one worker of the run
+        if isinstance(outcome, OutputError) or len(workers) == 1:
+            for p in plans:
+                remove_staging(p.staging, p.staging_lock)
+            raise outcome
+        progress.error(f"{worker}: {outcome} (this worker is left out; the others go on)")
+        folder = str(worker_output_dir(job.for_worker(str(worker))))
+        base = {**CLIP_ROW, "worker": str(worker), "folder": folder, "shard": CALIBRATION_FILE}
+        failed.append(
+            base | {"status": FAILED, "reason": str(outcome), "attempts": getattr(outcome, "attempts", 1)}
         )
-    return plans
+    return plans, failed
+
+
+def plan_worker(job: Job, source: ShardSource, settings: Phase1Settings) -> WorkerPlan:
+    """One worker's plan; its listing and calibration are retried like a fetch when the Hub falters."""
+    worker, folder = settings.worker_ref, worker_output_dir(settings)
+    check_writable(folder)
+    wanted = None if settings.clip_indices is None else set(settings.clip_indices)
+    done = finished_clips(folder, settings)
+    shards, _ = with_retries(lambda: source.list_shards(worker), job.scale.max_retries, job.backoff_s)
+    if wanted is not None and wanted <= done:
+        shards = []
+    elif wanted is None:
+        known = known_shard_clips(folder)
+        shards = [shard for shard in shards if not shard_is_finished(shard, known, done)]
+    staging, lock = run_staging(folder, job.run_id)
+    try:
+        if shards:
+            fetch = functools.partial(fetch_calibration, source, settings, staging)
+            with_retries(fetch, job.scale.max_retries, job.backoff_s)
+    except BaseException:
+        remove_staging(staging, lock)
+        raise
+    done_wanted = sorted(done if wanted is None else done & wanted)
+    return WorkerPlan(settings, folder, staging, lock, shards, done_wanted)
 
 
 @dataclass
@@ -428,7 +487,7 @@ def run_scale(
             phase1 = replace(phase1, codec_threads=scale.rectify_cpus)
     job = Job(phase1, scale, encode, new_run_id(), backoff_s, source_factory)
     start = time.perf_counter()
-    plans = plan(job, job.source(phase1), progress)
+    plans, unplanned = plan(job, job.source(phase1), progress)
     shard_rows = [row for p in plans for row in p.rows(embed=encode is not None)]
     stages = Stages(
         fetch=functools.partial(fetch_shard, job),
@@ -437,7 +496,7 @@ def run_scale(
         one_pass=encode is not None,
     )
     try:
-        rows = (
+        rows = unplanned + (
             run_local(shard_rows, stages, progress)
             if scale.engine == "local"
             else run_ray(shard_rows, stages, scale, progress)
@@ -447,14 +506,16 @@ def run_scale(
             update_manifest(p.folder, p.settings, job.source(p.settings).describe(), run_id=job.run_id)
     for p in plans:
         remove_staging(p.staging, p.staging_lock)
-    analysis = {}
-    if encode is not None:
-        from VJEPA.analyze import analyze_clips_jointly
-
-        for p in plans:
-            embeddings = list_embeddings(p.folder)
-            if embeddings:
-                analysis[str(p.folder)] = analyze_clips_jointly(embeddings, None, params)
+    analysis, unanalysed = {}, []
+    if encode is not None:  # a worker's day takes about a minute (bench/RESULTS.md): spread over the cluster
+        folders = [str(p.folder) for p in plans]
+        outcomes = map_tasks(functools.partial(analyse_worker, params), folders, scale, analysis_lost)
+        for folder, (record, problem) in zip(folders, outcomes, strict=True):
+            if record is not None:
+                analysis[folder] = record
+            elif problem:
+                progress.error(f"{folder}: analysis: {problem}")
+                unanalysed.append(f"{folder} analysis: {problem}")
     counts: dict[str, int] = {}
     for row in rows:
         counts[row["status"]] = counts.get(row["status"], 0) + 1
@@ -462,7 +523,7 @@ def run_scale(
         f"{r['worker']} {r['clip_name'] or r['shard']}: {r['reason']} ({r['attempts']} attempt(s))"
         for r in rows
         if r["status"] == FAILED
-    ]
+    ] + unanalysed
     busy = {
         stage: sum(float(r.get(f"{stage}_s") or 0.0) for r in rows) for stage in ("fetch", "rectify", "embed")
     }

@@ -232,7 +232,35 @@ class HubSource(ShardSource):
 
     def list_workers(self, factory: str | None = None) -> list[WorkerRef]:
         factories = [factory] if factory else [p for p in self._folders("") if p.startswith("factory_")]
-        return sorted_workers(w for f in factories for w in self._folders(f"{f}/workers"))
+        return sorted_workers(str(w) for f in factories for w in self._list_factory(f))
+
+    def _list_factory(self, factory: str) -> list[WorkerRef]:
+        """The workers of `factory` from one recursive listing of its folder, which also gives each worker's
+        shard sizes: they are kept, so list_shards costs no more calls (85 paged calls for the whole
+        dataset instead of one more per worker, 2,144)."""
+        path = f"{factory}/workers"
+        missing = FetchError(f"{path}: not found in {self.repo_id}; check --workers")
+        with self._hub_errors(f"the listing of {path}", missing=missing):
+            entries = list(
+                self._api.list_repo_tree(
+                    self.repo_id,
+                    path_in_repo=path,
+                    recursive=True,
+                    repo_type="dataset",
+                    revision=self.revision,
+                )
+            )
+        workers = sorted_workers(e.path for e in entries if isinstance(e, huggingface_hub.RepoFolder))
+        files: dict[str, dict[str, int]] = {}
+        for e in entries:
+            if isinstance(e, huggingface_hub.RepoFile):
+                folder, name = str(PurePosixPath(e.path).parent), PurePosixPath(e.path).name
+                files.setdefault(folder, {})[name] = e.size
+        for worker in workers:
+            sizes = files.get(worker.hub_dir, {})
+            if sort_shards(worker, list(sizes)):  # a worker without shards stays unknown, as _listing says
+                self._listings.setdefault(worker, sizes)
+        return workers
 
     def _listing(self, worker: WorkerRef) -> dict[str, int]:
         if worker not in self._listings:

@@ -30,6 +30,7 @@ import hashlib
 import json
 import re
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -51,12 +52,14 @@ class FakeHub:
         good_token: str = "hf_test_good",
         gated_token: str = "hf_test_gated",
         page_size: int = 1000,
+        latency_s: float = 0.0,
     ) -> None:
         self.root = Path(root)
         self.repo_id = repo_id
         self.good_token = good_token
         self.gated_token = gated_token
         self.page_size = page_size
+        self.latency_s = latency_s  # each request waits this long first, as a distant Hub's round trip
         self.cut_next_download_after: int | None = None  # drop the connection mid-body once, to test resuming
         self.fail_downloads_with: int | None = None  # answer every file request with this HTTP status
         self.commit = hashlib.sha1(repo_id.encode()).hexdigest()  # a fixed 40-hex "commit" for X-Repo-Commit
@@ -151,6 +154,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._route(send_body=True)
 
     def _route(self, send_body: bool) -> None:
+        if self.hub.latency_s:
+            time.sleep(self.hub.latency_s)
         url = urlsplit(self.path)
         repo = re.escape(self.hub.repo_id)
         tree = re.fullmatch(rf"/api/datasets/{repo}/tree/([^/]+)(?:/(.*))?", url.path)

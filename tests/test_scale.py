@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from egoclean.engine import ScaleSettings
+from egoclean.engine import ScaleSettings, map_tasks
 from egoclean.errors import SettingError
 from egoclean.records import read_records
 from egoclean.run import main as run_main
-from egoclean.scale import run_scale
+from egoclean.scale import analyse_worker, run_scale
 from fisheye.sample import SampleClip, SampleSpec, write_sample_hub
 from fisheye.settings import Phase1Settings
 from fisheye.sources import LocalSource
@@ -324,6 +324,57 @@ def test_a_poison_clip_fails_alone_and_the_run_exits_non_zero(hub, tmp_path, cap
     assert not (out / "factory_002/rectified_clip_1.mp4").exists()
     assert json.loads((out / "factory_002/manifest.json").read_text())["clips"].keys() == {"00002"}
     assert len(list(out.rglob("rectified_clip_*.mp4"))) == 5
+
+
+def test_a_worker_with_a_malformed_calibration_is_left_out_and_the_others_finish(hub, tmp_path, capsys):
+    broken = tmp_path / "hub"
+    shutil.copytree(hub, broken)
+    (broken / "factory_001/workers/worker_002/intrinsics.json").write_text('{"model": "fisheye", "fx": ')
+    out = tmp_path / "data"
+    argv = ["1", "--workers", "all", "--source", str(broken), "--out", str(out), "--preset", "ultrafast"]
+    assert run_main([*argv, "--clips", "1,2"]) == 2
+    err = capsys.readouterr().err
+    assert "4 done" in err and "1 failed" in err
+    (line,) = [line for line in err.splitlines() if line.startswith("error: factory_001/worker_002")]
+    assert "intrinsics.json" in line and "left out" in line, line
+    assert len(list(out.rglob("rectified_clip_*.mp4"))) == 4
+    assert not (out / "factory_001/worker_002").exists() or not list(
+        (out / "factory_001/worker_002").rglob("*.mp4")
+    )
+    assert not list(out.rglob(".staging")), "the left-out worker's staging folder is gone too"
+    # one worker on its own: the same problem is the run's one-line error, before anything is fetched
+    one = ["1", "--worker", "factory_001/worker_002", "--engine", "ray", "--source", str(broken)]
+    assert run_main([*one, "--out", str(tmp_path / "one")]) == 2
+    (last,) = capsys.readouterr().err.strip().splitlines()[-1:]
+    assert last.startswith("error: ") and "intrinsics.json" in last and "left out" not in last
+
+
+def square_or_die(item: int) -> int:
+    if item == 2:
+        os._exit(137)  # as the OOM killer would end it
+    return item * item
+
+
+def test_map_tasks_keeps_the_order_and_reports_a_task_that_kept_dying():
+    def lost(item, why):
+        return f"lost {item}: {why}"
+
+    assert map_tasks(square_or_die, [3, 2, 1], ScaleSettings(engine="ray"), lost) == [
+        9,
+        "lost 2: WorkerCrashedError",
+        1,
+    ]
+    assert map_tasks(square_or_die, [3, 1], ScaleSettings(), lost) == [9, 1]  # local: in this process
+
+
+def test_a_worker_whose_analysis_fails_is_named_and_the_rest_is_kept(tmp_path):
+    folder = tmp_path / "factory_001"
+    folder.mkdir()
+    (folder / "rectified_clip_1_emb.npy").write_bytes(b"not an array")
+    (folder / "rectified_clip_1_ts.npy").write_bytes(b"not an array")
+    record, problem = analyse_worker(None, str(folder))
+    assert record is None and "rectified_clip_1_emb.npy" in problem, problem
+    assert analyse_worker(None, str(tmp_path / "empty")) == (None, "")  # nothing embedded: nothing to say
 
 
 def driver(hub: Path, out: Path, address: str) -> subprocess.Popen:

@@ -58,3 +58,23 @@ def test_selection_from_the_hub_listing_downloads_nothing(root):
         downloads = [path for (method, path) in hub.requests if method == "GET" and "intrinsics" in path]
     assert names(found) == ["factory_001/worker_001", "factory_001/worker_002", "factory_002/worker_001"]
     assert downloads == []
+
+
+def test_listing_every_worker_on_the_hub_lists_their_shards_too(root):
+    for folder in WORKERS:
+        key = WorkerRef.parse(folder).key
+        for part in (0, 1):
+            (root / folder / f"{key}_part{part:02d}.tar").write_bytes(b"x" * (10 + part))
+    with FakeHub(root, page_size=4) as hub:  # 4 entries a page: the listing is followed across pages
+        source = HubSource("hf_test_good", endpoint=hub.url)
+        workers = select_workers("all", WorkerRef.parse("factory_001/worker_001"), source)
+        found = {str(w): {s: source.shard_size(w, s) for s in source.list_shards(w)} for w in workers}
+        listed = {path for (method, path) in hub.requests if method == "GET"}
+        fresh = HubSource("hf_test_good", endpoint=hub.url)  # one listing call per worker, as before
+        expected = {str(w): {s: fresh.shard_size(w, s) for s in fresh.list_shards(w)} for w in workers}
+    assert found == expected and len(found) == 3
+    assert found["factory_002/worker_001"] == {
+        "factory002_worker001_part00.tar": 10,
+        "factory002_worker001_part01.tar": 11,
+    }
+    assert listed == {"", "factory_001/workers", "factory_002/workers"}, "no call per worker"
