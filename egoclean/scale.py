@@ -453,6 +453,11 @@ class ScaleResult:
         counts = ", ".join(f"{n} {status}" for status, n in sorted(self.counts.items()))
         clips = sum(self.counts.values())
         lines = [f"summary: {clips} clip(s): {counts or 'nothing to do'} in {self.wall_s:.1f} s"]
+        embedded = [int(r.get("n_windows") or 0) for r in self.rows if r.get("n_windows")]
+        if embedded:  # "skipped" above is phase 1's word: these clips were rectified by an earlier run
+            lines.append(f"  embedded: {len(embedded)} clip(s), {sum(embedded)} windows")
+        if self.analysis:
+            lines.append(f"  analysed: {len(self.analysis)} worker folder(s)")
         if self.startup_s:
             lines.append(f"  engine start-up {self.startup_s:.1f} s (not counted above)")
         one_pass = self.busy_s.get("embed", 0.0) > 0
