@@ -20,7 +20,8 @@ egoclean does not): it is the glue that turns phase 1's and phase 2's functions 
              rectified frame goes to the model before it is encoded (one_pass_tap), so the rectify stage
              only passes the row on; then VJEPA.encode.encode_clip, which keeps the one-pass outputs (or
              embeds the mp4 of a clip finished earlier, or one whose pass failed).
-    analyse  on the driver, per worker folder: each clip and all together (VJEPA.analyze).
+    analyse  one task per worker folder (Ray: spread over the cluster, egoclean.engine.map_tasks): each
+             clip and all of them together (VJEPA.analyze), once every clip is embedded.
 
 Failures stay local: a transient error (Hub 429/5xx, a dropped connection) is retried with backoff; a clip
 that still fails gets a failure record (reason, attempts) and the others go on. So does a clip or shard
@@ -408,7 +409,7 @@ def plan(job: Job, source: ShardSource, progress: Progress) -> tuple[list[Worker
             raise outcome
         progress.error(f"{worker}: {outcome} (this worker is left out; the others go on)")
         folder = str(worker_output_dir(job.for_worker(str(worker))))
-        base = {**CLIP_ROW, "worker": str(worker), "folder": folder, "shard": CALIBRATION_FILE}
+        base = {**CLIP_ROW, "worker": str(worker), "folder": folder}
         failed.append(
             base | {"status": FAILED, "reason": str(outcome), "attempts": getattr(outcome, "attempts", 1)}
         )
@@ -454,8 +455,8 @@ class ScaleResult:
         clips = sum(self.counts.values())
         lines = [f"summary: {clips} clip(s): {counts or 'nothing to do'} in {self.wall_s:.1f} s"]
         embedded = [int(r.get("n_windows") or 0) for r in self.rows if r.get("n_windows")]
-        if embedded:  # "skipped" above is phase 1's word: these clips were rectified by an earlier run
-            lines.append(f"  embedded: {len(embedded)} clip(s), {sum(embedded)} windows")
+        if embedded:  # made now or kept; "skipped" above is phase 1's word (rectified by an earlier run)
+            lines.append(f"  with embeddings: {len(embedded)} clip(s), {sum(embedded)} windows")
         if self.analysis:
             lines.append(f"  analysed: {len(self.analysis)} worker folder(s)")
         if self.startup_s:
@@ -525,7 +526,8 @@ def run_scale(
     for row in rows:
         counts[row["status"]] = counts.get(row["status"], 0) + 1
     failures = [
-        f"{r['worker']} {r['clip_name'] or r['shard']}: {r['reason']} ({r['attempts']} attempt(s))"
+        f"{' '.join(filter(None, (r['worker'], r['clip_name'] or r['shard'])))}: {r['reason']} "
+        f"({r['attempts']} attempt(s))"
         for r in rows
         if r["status"] == FAILED
     ] + unanalysed

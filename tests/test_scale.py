@@ -237,7 +237,7 @@ def test_both_phases_after_phase_1_embed_the_clips_phase_1_made(hub, encode, tmp
     result = run_scale(phase1(hub, out), scale, encode, source_factory=counting_factory(hub, log))
     assert fetched(log) == [] and result.counts == {"skipped": 6} and not result.failures
     summary = "\n".join(result.summary())
-    assert "embedded: 6 clip(s)" in summary and "analysed: 3 worker folder(s)" in summary, summary
+    assert "with embeddings: 6 clip(s)" in summary and "analysed: 3 worker folder(s)" in summary, summary
     for folder in FOLDERS:
         for index in (1, 2):
             meta = json.loads((out / folder / f"rectified_clip_{index}_emb.json").read_text())
