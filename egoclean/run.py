@@ -100,8 +100,9 @@ def run_scaled(
     """Phase 1 (and 2 with `all`) for every selected worker on the chosen engine (egoclean.scale)."""
     if command == "2":
         raise SettingError(
-            "--engine ray and --workers run phase 1 (command 1) or both phases (all); for phase 2 of one "
-            "folder run `bash run.sh 2` without them"
+            "--engine ray and --workers run phase 1 (command 1) or both phases (all); after `1`, `all` "
+            "embeds the clips phase 1 made without fetching them again. For phase 2 of one folder, run "
+            "`bash run.sh 2` without them"
         )
     embed = stand_in_model(phase1, encode, progress) if command == "all" else None
     result = run_scale(phase1, scale, embed, params, progress)
