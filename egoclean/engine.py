@@ -10,7 +10,9 @@ A pipeline is three stages over small dict rows (keys, paths and metadata, never
              or a share of one per actor when the cluster has GPUs)
 Then, per worker, map_tasks runs the analysis (Ray: one task per worker folder, over the cluster).
 Stage functions never raise for one bad item: they return the row with "status" "failed" and a "reason"
-(see egoclean.scale for retries and failure records), so one clip never stops the others. A killed Ray task
+(see egoclean.scale for retries and failure records), so one clip never stops the others. A row whose
+"stop" is set says the whole run must stop (a full disk: every other clip would fail the same way); both
+engines then return at once, with the rows so far. A killed Ray task
 or actor is run again by Ray itself, with no limit (Ray Data's default): the stages count their own attempts
 (egoclean.attempts) and fail an item that keeps killing its process. Each stage adds its busy seconds to the
 row ("fetch_s", "rectify_s", "embed_s"), which the run's summary adds up.
@@ -160,6 +162,8 @@ def run_local(shards: list[Row], stages: Stages, progress: Progress | None = Non
                 row = timed("embed_s", embed)(row)
             out.append(row)
             progress.log(f"{row.get('worker')} {row.get('key')}: {row.get('status')}")
+            if row.get("stop"):
+                return out
     return out
 
 
@@ -248,4 +252,6 @@ def run_ray(
         progress.log(
             f"{row.get('worker')} {row.get('key')}: {row.get('status')} ({len(rows)} clips, {rate:.2f}/s)"
         )
+        if row.get("stop"):
+            break  # leaving the iterator shuts the pipeline down: no more fetches or tasks start
     return rows

@@ -104,6 +104,7 @@ CLIP_ROW = {
     "reason": "",
     "attempts": 0,
     "n_windows": 0,
+    "stop": "",  # why the whole run must stop (egoclean.engine), "" for a row that fails alone
 }
 
 
@@ -188,6 +189,8 @@ def fetch_shard(job: Job, row: Row) -> list[Row]:
     try:
         with crash_guarded(job, row, row["shard"], f"{row['shard']} ({row['worker']})"):
             clips, _ = with_retries(fetch, job.scale.max_retries, job.backoff_s)
+    except OutputError as err:  # the disk or the folder, not this shard: every other would fail the same way
+        return [base | {"shard": row["shard"], "status": FAILED, "reason": str(err), "stop": str(err)}]
     except Exception as err:
         attempts = getattr(err, "attempts", 1)
         write_record(
@@ -272,6 +275,8 @@ def rectify_clip(job: Job, row: Row, tap: TapFactory | None = None) -> Row:
     try:
         with crash_guarded(job, row, row["output"], f"{row['clip_name']} -> {row['output']}"):
             status, attempts = with_retries(rectify, job.scale.max_retries, job.backoff_s)
+    except OutputError as err:  # the disk or the folder, not this clip: the run stops, finished clips kept
+        return row | {"status": FAILED, "reason": str(err), "stop": str(err)}
     except Exception as err:
         attempts = getattr(err, "attempts", 1)
         reason = str(err) if isinstance(err, EgoCleanError) else f"{err.__class__.__name__}: {err}"
@@ -311,6 +316,8 @@ class EmbedClip:
         try:
             with crash_guarded(self.job, row, f"{row['output']}.embed", f"embedding {row['output']}"):
                 result = encode_clip(Path(row["folder"]) / row["output"], self.encoder, self.settings)
+        except OutputError as err:
+            return row | {"status": FAILED, "reason": f"embed: {err}", "stop": str(err)}
         except (EgoCleanError, ValueError) as err:
             return row | {"status": FAILED, "reason": f"embed: {err}"}
         return row | {"n_windows": result.n_windows}
@@ -510,6 +517,9 @@ def run_scale(
     finally:
         for p in plans:
             update_manifest(p.folder, p.settings, job.source(p.settings).describe(), run_id=job.run_id)
+    if stopped := next((row["stop"] for row in rows if row.get("stop")), None):
+        # staging is kept for a look (its lock goes with this process): the next run clears it
+        raise OutputError(stopped)
     for p in plans:
         remove_staging(p.staging, p.staging_lock)
     analysis, unanalysed = {}, []

@@ -3,6 +3,7 @@ once for the module: identical outputs, retries, a poison clip, a killed driver,
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -17,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from egoclean.engine import ScaleSettings, map_tasks
-from egoclean.errors import SettingError
+from egoclean.errors import OutputError, SettingError
+from egoclean.files import output_error
 from egoclean.records import read_records
 from egoclean.run import main as run_main
 from egoclean.scale import analyse_worker, run_scale
@@ -377,6 +379,34 @@ def test_a_worker_whose_analysis_fails_is_named_and_the_rest_is_kept(tmp_path):
     record, problem = analyse_worker(None, str(folder))
     assert record is None and "rectified_clip_1_emb.npy" in problem, problem
     assert analyse_worker(None, str(tmp_path / "empty")) == (None, "")  # nothing embedded: nothing to say
+
+
+class FullDiskSource(LocalSource):
+    """A local folder whose fetch of factory_001/worker_002's shards finds the disk full."""
+
+    def fetch_shard(self, worker, shard_name, dest_dir, progress=None):
+        if worker.worker == "worker_002":
+            raise output_error(Path(dest_dir) / shard_name, OSError(errno.ENOSPC, "No space left on device"))
+        return super().fetch_shard(worker, shard_name, dest_dir, progress)
+
+
+def full_disk_factory(hub: Path):
+    return lambda settings: FullDiskSource(hub)
+
+
+@pytest.mark.parametrize("engine", ["local", "ray"])
+def test_a_full_disk_stops_the_run_with_one_line_and_keeps_what_is_finished(hub, tmp_path, engine):
+    out = tmp_path / "data"
+    scale = ScaleSettings(engine=engine, workers="factory_001/*")
+    with pytest.raises(OutputError, match=r"factory001_worker002_part00\.tar: disk full; free some space"):
+        run_scale(phase1(hub, out), scale, source_factory=full_disk_factory(hub))
+    assert len(list((out / "factory_001").glob("rectified_clip_*.mp4"))) == 2, "worker_001's clips are kept"
+    folder = out / "factory_001/worker_002"
+    assert not [r for r in read_records(folder) if r["status"] == "failed"], (
+        "a full disk is not the clip's fault"
+    )
+    # with room again, the same run finishes what is left
+    assert run_scale(phase1(hub, out), scale).counts == {"done": 2}
 
 
 def driver(hub: Path, out: Path, address: str) -> subprocess.Popen:
