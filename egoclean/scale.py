@@ -5,14 +5,15 @@
 Like egoclean/run.py, this module stands above both phases (it imports fisheye and VJEPA; the rest of
 egoclean does not): it is the glue that turns phase 1's and phase 2's functions into engine stages.
 
-    plan     from the listing alone (Hub tree or --source folder), nothing downloaded: one row per shard of
-             every selected worker. Which clips a shard holds is unknown before it is read, so the plan is
-             at shard granularity: with --clips, every shard of a worker is planned and each fetch task
-             extracts only the wanted clips it finds. Shards wholly done are skipped: with --clips, once
-             every wanted clip is done; with all, by the clip list the manifest keeps for each shard. With
-             both phases, one more row per worker holds the wanted clips an earlier run rectified.
-    fetch    one task per shard: download, stream-extract the wanted clips not yet done into this run's
-             staging folder, release (delete) the downloaded shard. The worker's row of clips rectified
+    plan     from the listing alone (Hub tree or --source folder), nothing downloaded but intrinsics.json.
+             With --clips all, one row per shard of every selected worker, less the shards whose clips
+             are all done (by the clip list the manifest keeps for each shard). With --clips, one row per
+             worker (none once every wanted clip is done): which shard holds a clip is unknown before it is
+             read. With both phases, one more row per worker holds the wanted clips an earlier run
+             rectified. See WorkerPlan.rows.
+    fetch    a shard row: download, stream-extract the clips not yet done into this run's staging folder,
+             release (delete) the downloaded shard. A worker row of --clips: its shards so, in order, until
+             every wanted clip is out; later shards are never downloaded. The row of clips rectified
              earlier downloads nothing and passes them on to be embedded (when their embedding is not
              already there with these settings).
     rectify  one task per clip: fisheye.pipeline.rectify_stage under the clip's lock, then its record.
@@ -69,6 +70,7 @@ from fisheye.pipeline import (
     finished_clips,
     finished_records,
     known_shard_clips,
+    missing_clips_error,
     open_source,
     rectify_stage,
     remove_staging,
@@ -95,6 +97,7 @@ CLIP_ROW = {
     "folder": "",
     "staging": "",
     "shard": "",
+    "shards": "",
     "keys": "",
     "key": "",
     "clip_name": "",
@@ -160,11 +163,46 @@ def crash_guarded(job: Job, row: Row, item: str, what: str) -> contextlib.Abstra
     return crash_guard(Path(row["staging"]) / ATTEMPTS_DIR / item, 1 + job.scale.max_retries, what)
 
 
-def fetch_shard(job: Job, row: Row) -> list[Row]:
-    """Download one shard, extract the wanted clips that are not done yet, release the shard."""
+def fetch_rows(job: Job, row: Row) -> list[Row]:
+    """The fetch stage: the clip rows of one input row (see WorkerPlan.rows for the three kinds)."""
+    if row["shards"]:
+        return fetch_wanted_clips(job, row)
+    if row["shard"]:
+        return fetch_shard(job, row)
+    base = {**CLIP_ROW, "worker": row["worker"], "folder": row["folder"], "staging": row["staging"]}
+    return rectified_earlier(job.for_worker(row["worker"]), Path(row["folder"]), row["keys"], base)
+
+
+def fetch_wanted_clips(job: Job, row: Row) -> list[Row]:
+    """--clips: the worker's shards in order, each fetched as fetch_shard does, until every wanted clip is
+    out: later shards are never downloaded. A wanted clip found in no shard gets a failure row."""
+    settings = job.for_worker(row["worker"])
+    folder, wanted = Path(row["folder"]), set(settings.clip_indices or ())
+    shards = row["shards"].split(",")
+    rows: list[Row] = []
+    found: set[int] = set()
+    for shard in shards:
+        if wanted <= finished_clips(folder, settings) | found:
+            return rows
+        shard_rows = fetch_shard(job, row | {"shard": shard, "shards": ""}, found)
+        rows += shard_rows
+        found |= {int(r["key"]) for r in shard_rows if r["key"]}
+        if any(r["stop"] for r in shard_rows):
+            return rows  # the disk: the run stops
+    missing = wanted - finished_clips(folder, settings) - found
+    if missing and not any(r["status"] == FAILED for r in rows):  # a failed shard may hold them
+        reason = str(missing_clips_error(settings.worker_ref, missing, len(shards)))
+        base = {**CLIP_ROW, "worker": row["worker"], "folder": row["folder"], "staging": row["staging"]}
+        rows.append(base | {"status": FAILED, "reason": reason})
+    return rows
+
+
+def fetch_shard(job: Job, row: Row, found: set[int] | None = None) -> list[Row]:
+    """Download one shard, extract the wanted clips that are not done yet (nor in `found`: already
+    extracted from an earlier shard of the walk), release the shard."""
     settings = job.for_worker(row["worker"])
     worker, folder, staging = settings.worker_ref, Path(row["folder"]), Path(row["staging"]) / row["shard"]
-    wanted = None if settings.clip_indices is None else set(settings.clip_indices)
+    wanted = None if settings.clip_indices is None else set(settings.clip_indices) - (found or set())
 
     def fetch() -> list[ExtractedClip]:
         source = job.source(settings)
@@ -184,8 +222,6 @@ def fetch_shard(job: Job, row: Row) -> list[Row]:
         return [c for c in clips if c.index not in done]
 
     base = {**CLIP_ROW, "worker": row["worker"], "folder": row["folder"], "staging": row["staging"]}
-    if not row["shard"]:
-        return rectified_earlier(settings, folder, row["keys"], base)
     try:
         with crash_guarded(job, row, row["shard"], f"{row['shard']} ({row['worker']})"):
             clips, _ = with_retries(fetch, job.scale.max_retries, job.backoff_s)
@@ -374,12 +410,20 @@ class WorkerPlan:
     done: list[int]  # wanted clips finished before this run (with these settings)
 
     def rows(self, embed: bool) -> list[Row]:
-        """The fetch stage's input: one row per shard, and with `embed` one of the clips done earlier."""
+        """The fetch stage's input rows, of three kinds:
+        shard   --clips all: one row per shard, fetched in parallel;
+        shards  --clips: one row for the worker, its shards walked in order until every wanted clip is
+                out (which shard holds a clip is unknown before it is read; the rest are never fetched);
+        keys    with `embed`: the wanted clips done earlier, for the embed stage (nothing to fetch)."""
         worker = str(self.settings.worker_ref)
         base = {"worker": worker, "folder": str(self.folder), "staging": str(self.staging)}
-        rows = [base | {"shard": shard, "keys": ""} for shard in self.shards]
+        base |= {"shard": "", "shards": "", "keys": ""}
+        if self.settings.clip_indices is None:
+            rows = [base | {"shard": shard} for shard in self.shards]
+        else:
+            rows = [base | {"shards": ",".join(self.shards)}] if self.shards else []
         if embed and self.done:
-            rows.append(base | {"shard": "", "keys": ",".join(f"{index:05d}" for index in self.done)})
+            rows.append(base | {"keys": ",".join(f"{index:05d}" for index in self.done)})
         return rows
 
 
@@ -503,7 +547,7 @@ def run_scale(
     plans, unplanned = plan(job, job.source(phase1), progress)
     shard_rows = [row for p in plans for row in p.rows(embed=encode is not None)]
     stages = Stages(
-        fetch=functools.partial(fetch_shard, job),
+        fetch=functools.partial(fetch_rows, job),
         rectify=functools.partial(rectify_clip, job) if encode is None else rectified_with_embedding,
         embed=functools.partial(EmbedClip, job) if encode is not None else None,
         one_pass=encode is not None,

@@ -41,7 +41,7 @@ from fisheye.camera import (
     rectified_camera,
     source_positions,
 )
-from fisheye.dataset import CALIBRATION_FILE
+from fisheye.dataset import CALIBRATION_FILE, WorkerRef
 from fisheye.rectify import RectifyStats, pick_encoder, rectify_video
 from fisheye.sample import SampleSpec, write_sample_hub
 from fisheye.settings import DEFAULT_CLIPS, DEFAULT_WORKER, Phase1Settings
@@ -460,18 +460,22 @@ def _run_phase1(
             source.release_shard(tar_path)
         manifest = update_manifest(folder, settings, described, new_shards, run_id)
         if wanted is not None and (missing := wanted - found - done):
-            names = ", ".join(worker.clip_name(i) for i in sorted(missing)[:MAX_NAMES_SHOWN])
-            if len(missing) > MAX_NAMES_SHOWN:
-                names += f" and {len(missing) - MAX_NAMES_SHOWN} more"
-            raise FetchError(
-                f"clip(s) {names} not found in any of the {len(shards)} shard(s) of "
-                f"{worker.factory}/{worker.worker}; check --clips (indices start at 00000)"
-            )
+            raise missing_clips_error(worker, missing, len(shards))
     except BaseException:
         staging_lock.release()  # its raw inputs stay for a look; the next run clears them
         raise
     remove_staging(staging, staging_lock)
     return manifest
+
+
+def missing_clips_error(worker: WorkerRef, missing: set[int], n_shards: int) -> FetchError:
+    names = ", ".join(worker.clip_name(i) for i in sorted(missing)[:MAX_NAMES_SHOWN])
+    if len(missing) > MAX_NAMES_SHOWN:
+        names += f" and {len(missing) - MAX_NAMES_SHOWN} more"
+    return FetchError(
+        f"clip(s) {names} not found in any of the {n_shards} shard(s) of {worker.factory}/{worker.worker}; "
+        "check --clips (indices start at 00000)"
+    )
 
 
 def finish_clip(clip: ExtractedClip, done: set[int]) -> None:

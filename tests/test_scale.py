@@ -232,6 +232,18 @@ def test_a_rerun_of_every_clip_downloads_only_the_shards_with_clips_to_redo(hub,
     assert fetched(log) == ["factory_001/worker_002/factory001_worker002_part01.tar"]
 
 
+def test_wanted_clips_are_fetched_from_the_first_shards_that_hold_them_and_no_further(hub, tmp_path):
+    out, log = tmp_path / "data", tmp_path / "fetched"
+    settings, scale = replace(phase1(hub, out), clips="1"), ScaleSettings(engine="ray", workers="all")
+    assert run_scale(settings, scale, source_factory=counting_factory(hub, log)).counts == {"done": 3}
+    assert [name.rsplit("_", 1)[1] for name in fetched(log)] == ["part00.tar"] * 3, "part01 is never fetched"
+    # a clip that no shard holds: every shard is read, then one failure line per worker
+    result = run_scale(replace(settings, clips="1,7"), scale, source_factory=counting_factory(hub, log))
+    assert len(fetched(log)) == 6 and result.counts == {"failed": 3}
+    for failure in result.failures:
+        assert "_00007 not found in any of the 2 shard(s)" in failure and "check --clips" in failure, failure
+
+
 def test_both_phases_after_phase_1_embed_the_clips_phase_1_made(hub, encode, tmp_path):
     out, log = tmp_path / "data", tmp_path / "fetched"
     scale = ScaleSettings(engine="ray", workers="all")
