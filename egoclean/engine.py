@@ -12,10 +12,10 @@ Then, per worker, map_tasks runs the analysis (Ray: one task per worker folder, 
 Stage functions never raise for one bad item: they return the row with "status" "failed" and a "reason"
 (see egoclean.scale for retries and failure records), so one clip never stops the others. A row whose
 "stop" is set says the whole run must stop (a full disk: every other clip would fail the same way); both
-engines then return at once, with the rows so far. A killed Ray task
-or actor is run again by Ray itself, with no limit (Ray Data's default): the stages count their own attempts
-(egoclean.attempts) and fail an item that keeps killing its process. Each stage adds its busy seconds to the
-row ("fetch_s", "rectify_s", "embed_s"), which the run's summary adds up.
+engines then return at once, with the rows so far. A killed Ray task or actor is run again by Ray itself,
+with no limit (Ray Data's default): the stages count their own attempts (egoclean.attempts) and fail an item
+that keeps killing its process. Each stage adds its busy seconds to the row ("fetch_s", "rectify_s",
+"embed_s"), which the run's summary adds up.
 """
 
 from __future__ import annotations

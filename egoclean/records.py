@@ -28,6 +28,7 @@ from egoclean.files import is_partial, write_json
 RECORDS_DIR = ".records"
 RECORD_VERSION = 1
 DONE, FAILED = "done", "failed"
+SKIPPED = "skipped"  # a clip another run finished: not a record's status, a stage's answer
 
 
 def settings_hash(settings: dict) -> str:

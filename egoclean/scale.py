@@ -59,7 +59,7 @@ from egoclean.files import check_writable
 from egoclean.layout import list_embeddings, rectified_name
 from egoclean.locks import FileLock, new_run_id
 from egoclean.progress import Progress
-from egoclean.records import FAILED, write_record
+from egoclean.records import FAILED, SKIPPED, write_record
 from egoclean.video import VideoInfo
 from fisheye.camera import load_calibration
 from fisheye.dataset import CALIBRATION_FILE, WorkerRef, parse_sidecar
@@ -88,7 +88,6 @@ from VJEPA.settings import EncodeSettings
 if TYPE_CHECKING:
     from VJEPA.embedder import Encoder
 
-SKIPPED = "skipped"  # a clip finished earlier, as fisheye.pipeline.rectify_stage says it
 PLAN_THREADS = 8  # workers planned at once
 BACKOFF_S = 0.5  # first retry after 0.5 s, then 1, 2, ... (capped at 30 s)
 # Rows carry the same keys everywhere (the engines' tables need one schema); "" and 0 for "none".
@@ -163,37 +162,41 @@ def crash_guarded(job: Job, row: Row, item: str, what: str) -> contextlib.Abstra
     return crash_guard(Path(row["staging"]) / ATTEMPTS_DIR / item, 1 + job.scale.max_retries, what)
 
 
+def clip_row(row: Row) -> Row:
+    """A clip row of the same worker as `row` (an input row or a clip row), its clip fields empty."""
+    return {**CLIP_ROW, "worker": row["worker"], "folder": row["folder"], "staging": row["staging"]}
+
+
 def fetch_rows(job: Job, row: Row) -> list[Row]:
     """The fetch stage: the clip rows of one input row (see WorkerPlan.rows for the three kinds)."""
     if row["shards"]:
         return fetch_wanted_clips(job, row)
     if row["shard"]:
         return fetch_shard(job, row)
-    base = {**CLIP_ROW, "worker": row["worker"], "folder": row["folder"], "staging": row["staging"]}
-    return rectified_earlier(job.for_worker(row["worker"]), Path(row["folder"]), row["keys"], base)
+    return rectified_earlier(job.for_worker(row["worker"]), Path(row["folder"]), row["keys"], clip_row(row))
 
 
 def fetch_wanted_clips(job: Job, row: Row) -> list[Row]:
     """--clips: the worker's shards in order, each fetched as fetch_shard does, until every wanted clip is
     out: later shards are never downloaded. A wanted clip found in no shard gets a failure row."""
     settings = job.for_worker(row["worker"])
-    folder, wanted = Path(row["folder"]), set(settings.clip_indices or ())
+    folder = Path(row["folder"])
+    pending = set(settings.clip_indices or ()) - finished_clips(folder, settings)
     shards = row["shards"].split(",")
     rows: list[Row] = []
     found: set[int] = set()
     for shard in shards:
-        if wanted <= finished_clips(folder, settings) | found:
+        if pending <= found:
             return rows
         shard_rows = fetch_shard(job, row | {"shard": shard, "shards": ""}, found)
         rows += shard_rows
         found |= {int(r["key"]) for r in shard_rows if r["key"]}
         if any(r["stop"] for r in shard_rows):
             return rows  # the disk: the run stops
-    missing = wanted - finished_clips(folder, settings) - found
+    missing = pending - found - finished_clips(folder, settings)  # another run may have made some
     if missing and not any(r["status"] == FAILED for r in rows):  # a failed shard may hold them
         reason = str(missing_clips_error(settings.worker_ref, missing, len(shards)))
-        base = {**CLIP_ROW, "worker": row["worker"], "folder": row["folder"], "staging": row["staging"]}
-        rows.append(base | {"status": FAILED, "reason": reason})
+        rows.append(clip_row(row) | {"status": FAILED, "reason": reason})
     return rows
 
 
@@ -221,7 +224,7 @@ def fetch_shard(job: Job, row: Row, found: set[int] | None = None) -> list[Row]:
             update_manifest(folder, settings, source.describe(), shard_clips, job.run_id)
         return [c for c in clips if c.index not in done]
 
-    base = {**CLIP_ROW, "worker": row["worker"], "folder": row["folder"], "staging": row["staging"]}
+    base = clip_row(row)
     try:
         with crash_guarded(job, row, row["shard"], f"{row['shard']} ({row['worker']})"):
             clips, _ = with_retries(fetch, job.scale.max_retries, job.backoff_s)
@@ -545,7 +548,7 @@ def run_scale(
     job = Job(phase1, scale, encode, new_run_id(), backoff_s, source_factory)
     start = time.perf_counter()
     plans, unplanned = plan(job, job.source(phase1), progress)
-    shard_rows = [row for p in plans for row in p.rows(embed=encode is not None)]
+    input_rows = [row for p in plans for row in p.rows(embed=encode is not None)]
     stages = Stages(
         fetch=functools.partial(fetch_rows, job),
         rectify=functools.partial(rectify_clip, job) if encode is None else rectified_with_embedding,
@@ -554,9 +557,9 @@ def run_scale(
     )
     try:
         rows = unplanned + (
-            run_local(shard_rows, stages, progress)
+            run_local(input_rows, stages, progress)
             if scale.engine == "local"
-            else run_ray(shard_rows, stages, scale, progress)
+            else run_ray(input_rows, stages, scale, progress)
         )
     finally:
         for p in plans:

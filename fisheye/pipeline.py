@@ -31,7 +31,16 @@ from egoclean.files import atomic_output, check_free_space, check_writable, remo
 from egoclean.layout import CAMERA_FILE, MANIFEST_FILE, output_dir, preview_name, rectified_name
 from egoclean.locks import LOCKS_DIR, FileLock, new_run_id
 from egoclean.progress import Progress
-from egoclean.records import DONE, RECORDS_DIR, is_done, read_record, read_records, record_path, write_record
+from egoclean.records import (
+    DONE,
+    RECORDS_DIR,
+    SKIPPED,
+    is_done,
+    read_record,
+    read_records,
+    record_path,
+    write_record,
+)
 from egoclean.video import VideoInfo, durations_agree, probe
 from fisheye.camera import (
     FisheyeCalibration,
@@ -368,13 +377,13 @@ def rectify_stage(
     try:
         affecting = settings.output_affecting()
         if is_done(read_record(folder, name), folder, affecting):
-            return "skipped"
+            return SKIPPED
         final = folder / name
         for path in (final, final.with_name(preview_name(name)), record_path(folder, name)):
             remove_partials(path)  # a killed run's leftovers: nobody else writes them while we hold the lock
         entry = process_clip(clip, ctx)
         write_record(folder, name, DONE, affecting, key=f"{clip.index:05d}", entry=entry, run_id=run_id)
-        return "done"
+        return DONE
     finally:
         lock.release()
 
