@@ -58,8 +58,10 @@ def pick_sdpa_backend(device: torch.device) -> str:
     return next(name for min_major, name in SDPA_BY_ARCH if major >= min_major)
 
 
-def sdpa_context(backend: str) -> Any:
-    """A context manager that restricts scaled_dot_product_attention to `backend` (or changes nothing)."""
+def sdpa_context(backend: str, fallbacks: bool = True) -> Any:
+    """A context manager under which scaled_dot_product_attention tries `backend` first, then the
+    memory-efficient kernel, then the math one (or only `backend` with fallbacks=False, which raises where
+    it cannot run: for measuring one kernel); "default" changes nothing."""
     from contextlib import nullcontext
 
     if backend == "default":
@@ -71,7 +73,10 @@ def sdpa_context(backend: str) -> Any:
         "flash": SDPBackend.FLASH_ATTENTION,
         "efficient": SDPBackend.EFFICIENT_ATTENTION,
     }[backend]
-    return sdpa_kernel([kernel, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH])  # fallbacks, in order
+    kernels = [kernel, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH] if fallbacks else [kernel]
+    # set_priority: without it the list only enables kernels and PyTorch's own order (flash, efficient,
+    # math, cudnn) picks among them, so "cudnn" would run the efficient kernel.
+    return sdpa_kernel(kernels, set_priority=True)
 
 
 # Bytes of activation memory per window token at batch 1, a conservative bound for ViT-L inference: the

@@ -43,8 +43,16 @@ def smoke_config() -> VJEPA2Config:
 
 
 def time_batch(
-    model: VJEPA2Model, config: VJEPA2Config, batch_size: int, frames: int, repeats: int, backend: str
+    model: VJEPA2Model,
+    config: VJEPA2Config,
+    batch_size: int,
+    frames: int,
+    repeats: int,
+    backend: str,
+    fallbacks: bool = True,
 ) -> dict:
+    """Mean windows/s, TFLOP/s and peak GiB of `repeats` calls after a warm-up; fallbacks=False runs the
+    `backend` kernel alone (RuntimeError where it cannot run)."""
     device = next(model.parameters()).device
     dtype = next(model.parameters()).dtype
     pixels = torch.randn(
@@ -52,7 +60,7 @@ def time_batch(
     )
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    with torch.inference_mode(), sdpa_context(backend):
+    with torch.inference_mode(), sdpa_context(backend, fallbacks):
         model.get_vision_features(pixels).mean(dim=1)  # warm-up: kernels chosen, memory allocated
         if device.type == "cuda":
             torch.cuda.synchronize(device)

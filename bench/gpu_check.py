@@ -4,11 +4,11 @@
     python bench/gpu_check.py --smoke    # on a CPU, tiny sizes: checks the script itself
 
 Rows: V-JEPA 2 ViT-L windows/s, TFLOP/s and peak memory at batch 1-32 in bf16 and fp16 (SDPA kernel as
-VJEPA/embedder.py picks it); NVDEC HEVC decode fps (PyAV hwaccel cuda) where PyAV is installed; the torch
-yuv420p remap at 1080p (fisheye/remap_torch.py); NVDEC decode + torch remap with the frames kept on the GPU
-(phase 1's --decode cuda, encode excluded); the one-pass clip (`run.sh all --decode cuda`: NVDEC -> remap ->
-x264 and the ViT-L window stream) beside x264 alone, so "bounded by the slowest stage" can be read off; the
-fraction of time the GPU was busy (nvidia-smi samples).
+VJEPA/embedder.py picks it); each SDPA kernel alone at bf16 batch 8; NVDEC HEVC decode fps (PyAV hwaccel
+cuda) where PyAV is installed; the torch yuv420p remap at 1080p (fisheye/remap_torch.py); NVDEC decode +
+torch remap with the frames kept on the GPU (phase 1's --decode cuda, encode excluded); the one-pass clip
+(`run.sh all --decode cuda`: NVDEC -> remap -> x264 and the ViT-L window stream) beside x264 alone, so
+"bounded by the slowest stage" can be read off; the fraction of time the GPU was busy (nvidia-smi samples).
 PyAV is not on the lent device machine (no internet there): bench/gpu_check.sh installs carried wheels.
 """
 
@@ -87,6 +87,32 @@ def model_rows(device: torch.device, smoke: bool, batch_sizes: list[int]) -> lis
         del model
         if device.type == "cuda":
             torch.cuda.empty_cache()
+    return rows
+
+
+def kernel_rows(device: torch.device, smoke: bool) -> list[str]:
+    """Each attention kernel alone, bf16 at batch 8: is the one VJEPA/embedder.py picks the fastest?"""
+    from transformers import VJEPA2Model
+
+    config, frames = (smoke_config(), 8) if smoke else (vitl_config(), 64)
+    kernels = ["default"] if smoke else ["cudnn", "flash", "efficient"]
+    picked = pick_sdpa_backend(device)
+    torch.manual_seed(0)
+    model = VJEPA2Model._from_config(config, attn_implementation="sdpa", dtype=torch.bfloat16)
+    model = model.to(device).eval()
+    rows = []
+    for kernel in kernels:
+        try:
+            r = time_batch(model, config, 8, frames, 1 if smoke else 5, kernel, fallbacks=False)
+        except RuntimeError as err:  # "No available kernel": this GPU or build lacks it
+            why = str(err).splitlines()[0][:60]
+            rows.append(f"| SDPA {kernel} alone, bf16 batch 8 | cannot run | {why} |")
+            continue
+        note = "picked by VJEPA/embedder.py" if kernel == picked else ""
+        rows.append(f"| SDPA {kernel} alone, bf16 batch 8 | {r['windows_per_s']:.2f} windows/s | {note} |")
+    del model
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
     return rows
 
 
@@ -233,6 +259,8 @@ def main() -> int:
             print(row, flush=True)
     busy = f"{sampler.busy:.0%}" if sampler.busy is not None else "no nvidia-smi"
     print(f"| GPU busy during the model rows | {busy} | nvidia-smi utilization.gpu, 0.2 s samples |")
+    for row in kernel_rows(device, args.smoke):
+        print(row, flush=True)
     print(remap_row(device, args.smoke), flush=True)
     print(nvdec_row(args.smoke), flush=True)
     print(nvdec_remap_row(device, args.smoke), flush=True)

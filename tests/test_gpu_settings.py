@@ -47,6 +47,25 @@ def test_sdpa_context_does_not_change_the_result_on_cpu(backend):
     torch.testing.assert_close(got, expected)
 
 
+@pytest.mark.parametrize("backend", ["cudnn", "flash", "efficient"])
+def test_sdpa_context_puts_the_chosen_kernel_first_and_restores_the_order(backend):
+    # Enabling a kernel is not enough: PyTorch's own order (flash, efficient, math, cudnn) picks among the
+    # enabled ones, so cuDNN's kernel would never run on Hopper. The order is what the dispatcher reads.
+    from torch.nn.attention import SDPBackend
+
+    wanted = {"cudnn": SDPBackend.CUDNN_ATTENTION, "flash": SDPBackend.FLASH_ATTENTION,
+              "efficient": SDPBackend.EFFICIENT_ATTENTION}[backend]  # fmt: skip
+    before = torch._C._get_sdp_priority_order()
+    with sdpa_context(backend):
+        assert torch._C._get_sdp_priority_order()[0] == int(wanted)
+        assert torch.backends.cuda.math_sdp_enabled()  # the last fallback stays on
+    with sdpa_context(backend, fallbacks=False):
+        assert torch._C._get_sdp_priority_order()[0] == int(wanted)
+        assert not torch.backends.cuda.math_sdp_enabled()
+    assert torch._C._get_sdp_priority_order() == before
+    assert torch.backends.cuda.math_sdp_enabled()
+
+
 @pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA GPU")
 def test_cuda_encoder_matches_cpu_and_records_its_choices(tiny_model_dir, test_clip, tmp_path):
     cpu = load_encoder(str(tiny_model_dir), device="cpu")
