@@ -305,6 +305,12 @@ def find_clips(inputs: list[str]) -> list[Path]:
     return clips
 
 
+def load_encoder_for(settings: EncodeSettings) -> Encoder:
+    """The model `settings` ask for (model, device, dtype, compile): the one place phase 2, the one pass and
+    the scale-out's embedding actors load it."""
+    return load_encoder(settings.model, settings.device, settings.dtype, settings.compile)
+
+
 def encode_clips(
     clips: list[Path],
     settings: EncodeSettings,
@@ -316,7 +322,7 @@ def encode_clips(
     A clip that fails does not stop the others."""
     progress = progress or Progress()
     if encoder is None:
-        encoder = load_encoder(settings.model, settings.device, settings.dtype, settings.compile)
+        encoder = load_encoder_for(settings)
     kind = "random-init stand-in" if encoder.random_init else "checkpoint"
     progress.log(
         f"model {settings.model} ({kind}) on {encoder.device}, {str(encoder.dtype).removeprefix('torch.')}"

@@ -17,7 +17,14 @@ class VideoError(EgoCleanError):
 
 
 class FetchError(EgoCleanError):
-    """The dataset could not be listed or downloaded (network, unknown worker or clip)."""
+    """The dataset could not be listed or downloaded (network, unknown worker or clip).
+
+    transient: the same request may well succeed later (the network, the Hub's load: 429, 5xx), so the
+    scale-out retries it; never for bad data, a missing file or a refused token."""
+
+    def __init__(self, message: str, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 class AuthError(FetchError):

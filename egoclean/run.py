@@ -128,9 +128,9 @@ def main(argv: list[str] | None = None) -> int:
         if command in ("2", "all"):
             encode = stand_in_model(phase1, encode, progress)
         if command == "all":  # one pass: the model embeds each clip while phase 1 makes it
-            from VJEPA.embedder import load_encoder  # torch: only when phase 2 runs
+            from VJEPA.encode import load_encoder_for  # torch: only when phase 2 runs
 
-            encoder = load_encoder(encode.model, encode.device, encode.dtype, encode.compile)
+            encoder = load_encoder_for(encode)
             tap = one_pass_tap(encoder, encode, progress)
         if command in ("1", "all"):
             also = f", embedding each clip in the same pass ({encode.model})" if tap else ""

@@ -82,7 +82,7 @@ from fisheye.pipeline import (
 from fisheye.settings import Phase1Settings
 from fisheye.shards import ExtractedClip, extract_clips
 from fisheye.sources import ShardSource
-from VJEPA.encode import StreamingClipEncoder
+from VJEPA.encode import StreamingClipEncoder, load_encoder_for
 from VJEPA.settings import EncodeSettings
 
 if TYPE_CHECKING:
@@ -111,13 +111,12 @@ CLIP_ROW = {
 
 
 def is_transient(err: BaseException) -> bool:
-    """Worth another try: the network or the Hub's load (429, 5xx), never bad data or a bad setting."""
+    """Worth another try: the network or the Hub's load (429, 5xx; FetchError.transient), or an OS error
+    outside ours (a connection reset, a network file system's hiccup); never bad data, a refused token, a
+    bad setting or a bug."""
     if isinstance(err, FetchError):
-        text = str(err)
-        return "cannot reach the Hub" in text or "HTTP 429" in text or "HTTP 5" in text or "run again" in text
-    return isinstance(err, (ConnectionError, TimeoutError)) or not isinstance(
-        err, (EgoCleanError, ValueError)
-    )
+        return err.transient
+    return isinstance(err, OSError)
 
 
 def with_retries(fn: Any, max_retries: int, backoff_s: float = BACKOFF_S) -> tuple[Any, int]:
@@ -339,11 +338,9 @@ class EmbedClip:
     """The embedding stage: the model is loaded once per instance (once per Ray actor)."""
 
     def __init__(self, job: Job) -> None:
-        from VJEPA.embedder import load_encoder  # torch: only where embedding runs
-
         assert job.encode is not None
         self.job, self.settings = job, job.encode
-        self.encoder = load_encoder(job.encode.model, job.encode.device, job.encode.dtype)
+        self.encoder = load_encoder_for(job.encode)
 
     def __call__(self, row: Row) -> Row:
         from VJEPA.encode import encode_clip

@@ -384,9 +384,7 @@ class HubSource(ShardSource):
         except LocalEntryNotFoundError as err:  # hf_hub_download's "could not reach the Hub, nothing cached"
             answered = _http_cause(err)  # the Hub did answer, with an error (a 5xx after its retries)
             if answered is not None and _status(answered) is not None:
-                raise FetchError(
-                    f"{subject}: the Hub answered HTTP {_status(answered)}; it is having trouble: try again"
-                ) from err
+                raise _answered(subject, _status(answered)) from err
             raise _unreachable(hub) from err
         except (
             EntryNotFoundError
@@ -401,13 +399,15 @@ class HubSource(ShardSource):
                     f"{subject}: the token may not read {self.repo_id} (HTTP 403): use a read token and "
                     f"accept the terms at {terms}"
                 ) from err
-            raise FetchError(f"{subject}: the Hub answered HTTP {status}; try again later") from err
+            raise _answered(subject, status) from err
         except (httpx2.TransportError, OfflineModeIsEnabled) as err:
             raise _unreachable(hub) from err
         except OSError as err:
             if writing is not None and err.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise output_error(writing, err, size) from err
-            raise FetchError(f"{subject}: download failed ({err.__class__.__name__}); run again") from err
+            raise FetchError(
+                f"{subject}: download failed ({err.__class__.__name__}); run again", transient=True
+            ) from err
 
 
 def sorted_workers(folders: Iterable[str]) -> list[WorkerRef]:
@@ -419,8 +419,17 @@ def sorted_workers(folders: Iterable[str]) -> list[WorkerRef]:
     return sorted(found, key=lambda w: (w.factory, w.worker))
 
 
+def _answered(subject: str, status: int | None) -> FetchError:
+    """The Hub answered an error status not handled above: its load (408, 429, 5xx) passes, others do not."""
+    if status is None or status in (408, 429) or status >= 500:
+        trouble = f"{subject}: the Hub answered HTTP {status}; it is having trouble: try again later"
+        return FetchError(trouble, transient=True)
+    return FetchError(f"{subject}: the Hub refused the request (HTTP {status}); check the names asked for")
+
+
 def _unreachable(hub: str) -> FetchError:
-    return FetchError(f"cannot reach the Hub at {hub}: check the network, or use --source DIR")
+    message = f"cannot reach the Hub at {hub}: check the network, or use --source DIR"
+    return FetchError(message, transient=True)
 
 
 def _http_cause(err: BaseException) -> HfHubHTTPError | None:

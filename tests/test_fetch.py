@@ -26,6 +26,7 @@ import huggingface_hub
 import pytest
 
 from egoclean.errors import AuthError, CalibrationError, FetchError, OutputError, VideoError
+from egoclean.scale import is_transient
 from fisheye import shards, sources
 from fisheye.dataset import WorkerRef, parse_clip_selection, parse_sidecar
 from fisheye.sample import SampleClip, SampleSpec, write_sample_hub
@@ -700,7 +701,9 @@ def test_verify_accepts_nominal_sidecar_values(good_clip: ExtractedClip) -> None
     assert verify_clip(clip).codec == "hevc"
 
 
-def test_hub_server_error_is_not_called_a_network_problem(hub: FakeHub, tmp_path: Path) -> None:
+def test_hub_server_error_is_not_called_a_network_problem(
+    hub: FakeHub, tmp_path: Path, no_hub_backoff
+) -> None:
     """A 500 after huggingface_hub's retries: the Hub answered, so "check the network" would mislead."""
     hub.fail_downloads_with = 500
     try:
@@ -709,3 +712,48 @@ def test_hub_server_error_is_not_called_a_network_problem(hub: FakeHub, tmp_path
     finally:
         hub.fail_downloads_with = None
     assert "network" not in str(err.value)
+    assert is_transient(err.value)  # the scale-out tries again later
+
+
+@pytest.fixture
+def no_hub_backoff(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """huggingface_hub's own retries (5xx, 429, refused connections) without their ~23 s of back-off."""
+    sleeps: list[float] = []
+    monkeypatch.setattr(huggingface_hub.utils._http.time, "sleep", sleeps.append)
+    return sleeps
+
+
+@pytest.mark.parametrize(
+    ("status", "message", "transient"),
+    [
+        (503, "the Hub answered HTTP 503; it is having trouble", True),
+        (429, "the Hub answered HTTP 429; it is having trouble", True),
+        (400, r"the Hub refused the request \(HTTP 400\)", False),
+        (409, r"the Hub refused the request \(HTTP 409\)", False),
+    ],
+)
+def test_only_the_hubs_load_is_worth_a_retry(
+    hub: FakeHub, tmp_path: Path, no_hub_backoff, status, message, transient
+) -> None:
+    """The scale-out retries a FetchError marked transient, as the real client raises it: a 5xx or a 429,
+    never another 4xx (which the message no longer calls the Hub's trouble)."""
+    hub.fail_downloads_with = status
+    try:
+        with pytest.raises(FetchError, match=message) as err:
+            HubSource(GOOD, endpoint=hub.url).fetch_intrinsics(WORKER, tmp_path / "out")
+    finally:
+        hub.fail_downloads_with = None
+    assert is_transient(err.value) is transient
+
+
+def test_refusals_and_unreachable_hubs_are_told_apart_for_retries(
+    hub: FakeHub, tmp_path: Path, no_hub_backoff
+) -> None:
+    with pytest.raises(AuthError) as refused:  # "accept the terms ... then run again": no retry helps
+        HubSource(GATED, endpoint=hub.url).fetch_intrinsics(WORKER, tmp_path / "out")
+    assert not is_transient(refused.value)
+    with pytest.raises(FetchError, match="cannot reach the Hub") as unreachable:
+        HubSource(GOOD, endpoint="http://127.0.0.1:9").fetch_intrinsics(WORKER, tmp_path / "out")
+    assert is_transient(unreachable.value)
+    assert is_transient(ConnectionResetError("connection reset by peer"))
+    assert not is_transient(KeyError("a bug, not the network"))

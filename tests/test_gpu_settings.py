@@ -135,3 +135,19 @@ def test_nvdec_frames_embed_like_cpu_frames(tiny_model_dir, test_clip, tmp_path)
     a, b = np.load(cpu_frames.emb_path), np.load(nvdec.emb_path)
     cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
     assert cos.min() > 0.999  # NVDEC's and FFmpeg's HEVC/H.264 decoders agree to the bit on a valid stream
+
+
+@pytest.mark.parametrize("compile", [False, True])
+def test_every_embedding_entry_point_honours_compile(tiny_model_dir, compile):
+    """--compile reaches the model on phase 2, on the one pass and on the scale-out's embedding actors
+    (which once loaded it without). Only the wrapping is checked: compiling needs a C compiler."""
+    from egoclean.engine import ScaleSettings
+    from egoclean.scale import EmbedClip, Job
+    from fisheye.settings import Phase1Settings
+    from VJEPA.encode import load_encoder_for
+
+    settings = EncodeSettings(model=str(tiny_model_dir), device="cpu", compile=compile)
+    actor = EmbedClip(Job(Phase1Settings(), ScaleSettings(), settings, run_id="test"))
+    for encoder in (load_encoder_for(settings), actor.encoder):
+        wrapped = hasattr(encoder.model.get_vision_features, "_torchdynamo_orig_callable")
+        assert wrapped is compile
