@@ -224,9 +224,18 @@ def embed_pixels(encoder: Encoder, pixels: torch.Tensor) -> torch.Tensor:
         raise ModelError(
             f"window of {n_frames} frames is not a multiple of the tubelet size {encoder.tubelet_size}"
         )
-    with torch.inference_mode(), sdpa_context(encoder.sdpa_backend):
-        tokens = encoder.model.get_vision_features(pixels.flatten(0, 1))  # [B*V, tokens, D]
-        embeddings = tokens.mean(dim=1, dtype=torch.float32).view(n_windows, n_views, -1).mean(dim=1)
+    try:
+        with torch.inference_mode(), sdpa_context(encoder.sdpa_backend):
+            tokens = encoder.model.get_vision_features(pixels.flatten(0, 1))  # [B*V, tokens, D]
+            embeddings = tokens.mean(dim=1, dtype=torch.float32).view(n_windows, n_views, -1).mean(dim=1)
+    except torch.OutOfMemoryError as err:
+        if encoder.device.type == "cuda":
+            torch.cuda.empty_cache()  # the next clip starts from a clean pool
+        smaller = max(1, n_windows // 2)
+        raise ModelError(
+            f"{encoder.device} ran out of memory on a batch of {n_windows} window(s) x {n_views} view(s) "
+            f"of {n_frames} frames: use --batch-size {smaller}, or auto, or free the GPU of other work"
+        ) from err
     return embeddings.cpu()
 
 

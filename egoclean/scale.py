@@ -119,6 +119,12 @@ def is_transient(err: BaseException) -> bool:
     return isinstance(err, OSError)
 
 
+def failure_reason(err: BaseException) -> str:
+    """A failure record's reason: our own one-line message, or the class of anything else (a bug, a library
+    error), so that the line still says what happened."""
+    return str(err) if isinstance(err, EgoCleanError) else f"{err.__class__.__name__}: {err}"
+
+
 def with_retries(fn: Any, max_retries: int, backoff_s: float = BACKOFF_S) -> tuple[Any, int]:
     """(fn(), attempts); a transient error is retried up to max_retries times with exponential backoff.
     The last error is raised with `attempts` set on it."""
@@ -317,7 +323,7 @@ def rectify_clip(job: Job, row: Row, tap: TapFactory | None = None) -> Row:
         return row | {"status": FAILED, "reason": str(err), "stop": str(err)}
     except Exception as err:
         attempts = getattr(err, "attempts", 1)
-        reason = str(err) if isinstance(err, EgoCleanError) else f"{err.__class__.__name__}: {err}"
+        reason = failure_reason(err)
         write_record(
             folder,
             row["output"],
@@ -354,8 +360,8 @@ class EmbedClip:
                 result = encode_clip(Path(row["folder"]) / row["output"], self.encoder, self.settings)
         except OutputError as err:
             return row | {"status": FAILED, "reason": f"embed: {err}", "stop": str(err)}
-        except (EgoCleanError, ValueError) as err:
-            return row | {"status": FAILED, "reason": f"embed: {err}"}
+        except Exception as err:  # this clip alone (a CUDA error too): Ray Data would end the whole run
+            return row | {"status": FAILED, "reason": f"embed: {failure_reason(err)}"}
         return row | {"n_windows": result.n_windows}
 
 

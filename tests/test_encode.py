@@ -265,3 +265,29 @@ def test_full_disk_while_saving_embeddings_says_disk_full(test_clip, encoder, tm
     with pytest.raises(OutputError, match="disk full"):
         write_outputs(paths, big, np.arange(4096.0), {})
     assert not emb_path.exists() and not paths[2].exists()
+
+
+def test_out_of_memory_is_one_line_that_names_a_batch_size_that_fits(test_clip, tiny_model_dir, tmp_path,
+                                                                     capsys, monkeypatch):  # fmt: skip
+    """torch's OutOfMemoryError (a RuntimeError, so no EgoCleanError) once escaped as a traceback. A CPU
+    cannot run out of GPU memory: the model's call raises it, as it would on a card too small."""
+    from VJEPA import encode
+
+    real_load = encode.load_encoder
+
+    def load_on_a_small_card(*args, **kwargs):
+        loaded = real_load(*args, **kwargs)
+
+        def out_of_memory(pixels):
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 18.00 GiB")
+
+        loaded.model.get_vision_features = out_of_memory
+        return loaded
+
+    monkeypatch.setattr(encode, "load_encoder", load_on_a_small_card)
+    argv = [str(test_clip), "--model", str(tiny_model_dir), "--window", "8", "--batch-size", "2"]
+    code = main([*argv, "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert "ran out of memory on a batch of 2 window(s)" in err and "--batch-size 1" in err
+    assert not list(tmp_path.glob("*_emb.npy"))

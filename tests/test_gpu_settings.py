@@ -151,3 +151,30 @@ def test_every_embedding_entry_point_honours_compile(tiny_model_dir, compile):
     for encoder in (load_encoder_for(settings), actor.encoder):
         wrapped = hasattr(encoder.model.get_vision_features, "_torchdynamo_orig_callable")
         assert wrapped is compile
+
+
+def test_an_embedding_that_raises_anything_fails_its_clip_alone(tiny_model_dir, test_clip, tmp_path,
+                                                                monkeypatch):  # fmt: skip
+    """A CUDA error is a RuntimeError, not ours: the scale-out's embedding actor records it against the clip
+    (Ray Data would otherwise end the whole run over it)."""
+    import shutil
+
+    from egoclean.engine import ScaleSettings
+    from egoclean.scale import CLIP_ROW, EmbedClip, Job
+    from fisheye.settings import Phase1Settings
+    from VJEPA import encode
+
+    def illegal_access(*args, **kwargs):
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+    monkeypatch.setattr(encode, "encode_clip", illegal_access)
+    settings = EncodeSettings(model=str(tiny_model_dir), device="cpu")
+    actor = EmbedClip(Job(Phase1Settings(), ScaleSettings(), settings, run_id="test"))
+    shutil.copy(test_clip, tmp_path / "rectified_clip_1.mp4")
+    row = CLIP_ROW | {"status": "done", "folder": str(tmp_path), "output": "rectified_clip_1.mp4",
+                      "staging": str(tmp_path / ".staging")}  # fmt: skip
+    out = actor(row)
+    assert out["status"] == "failed" and out["reason"] == (
+        "embed: RuntimeError: CUDA error: an illegal memory access was encountered"
+    )
+    assert not out["stop"]  # this clip alone: the run goes on
