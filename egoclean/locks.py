@@ -50,29 +50,35 @@ class FileLock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             return self.path.open("a+")
 
-    def _took(self, handle: IO[str]) -> None:
+    def _lock(self, blocking: bool) -> bool:
+        """Take the lock and write the holder into it; False if `blocking` is off and another run has it.
+        On any failure (Ctrl-C while waiting, a full disk while writing) the handle is closed, which lets
+        the lock go: a handle left open would hold it until garbage collection."""
+        handle = self._open()
+        try:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.close()
+                return False
+            with output_errors(self.path):
+                handle.seek(0)
+                handle.truncate()
+                handle.write(json.dumps(holder_info(self.run_id)) + "\n")
+                handle.flush()
+        except BaseException:
+            handle.close()
+            raise
         self._file = handle
-        handle.seek(0)
-        handle.truncate()
-        handle.write(json.dumps(holder_info(self.run_id)) + "\n")
-        handle.flush()
+        return True
 
     def acquire(self) -> None:
         """Wait until the lock is free, then hold it."""
-        handle = self._open()
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        self._took(handle)
+        self._lock(blocking=True)
 
     def try_acquire(self) -> bool:
         """Hold the lock if it is free now; False (and nothing held) if another run has it."""
-        handle = self._open()
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.close()
-            return False
-        self._took(handle)
-        return True
+        return self._lock(blocking=False)
 
     def holder(self) -> dict | None:
         """Who holds (or last held) the lock, from the file; None if unreadable."""

@@ -597,20 +597,20 @@ def process_clip(clip: ExtractedClip, ctx: WorkerContext) -> dict:
                 threads=settings.codec_threads,
             )
             result = verify_output(tmp, stats, camera)
-    except BaseException:
-        if tap is not None:
+        preview = None
+        if stats.preview_rgb is not None:
+            preview = final.with_name(preview_name(final.name))
+            with atomic_output(preview) as tmp:
+                if not cv2.imwrite(str(tmp), preview_image(*stats.preview_rgb, calib_at_frame, camera)):
+                    raise OSError(f"could not write {tmp}")
+        if first_size:  # only once an output follows it; a clip of another size records its own camera
+            with manifest_lock(folder):  # the lock that guards the folder's shared files
+                remove_partials(folder / CAMERA_FILE)
+                write_json(folder / CAMERA_FILE, camera_record(calib, calib_at_frame, camera, settings))
+    except BaseException:  # the tap's thread would otherwise wait for frames forever, holding the model's
+        if tap is not None:  # buffers (in a Ray actor, past the clip)
             tap.abort()
         raise
-    preview = None
-    if stats.preview_rgb is not None:
-        preview = final.with_name(preview_name(final.name))
-        with atomic_output(preview) as tmp:
-            if not cv2.imwrite(str(tmp), preview_image(*stats.preview_rgb, calib_at_frame, camera)):
-                raise OSError(f"could not write {tmp}")
-    if first_size:  # only once an output follows it; a clip of another size records its own camera
-        with manifest_lock(folder):  # the lock that guards the folder's shared files
-            remove_partials(folder / CAMERA_FILE)
-            write_json(folder / CAMERA_FILE, camera_record(calib, calib_at_frame, camera, settings))
     progress.log(f"{clip.name} -> {final} ({result['frames']} frames, {result['duration_s']:.1f} s)")
     if tap is not None:
         finish_tap(tap, tap_error, final, progress)

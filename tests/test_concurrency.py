@@ -108,3 +108,28 @@ def test_a_folder_from_before_records_is_not_redone(hub, tmp_path):
     finish(start(hub, out, "1,2"))
     assert {p.name: p.stat().st_mtime_ns for p in folder.glob("*.mp4")} == before
     check_folder(folder, {1, 2})
+
+
+def test_a_lock_that_cannot_write_its_holder_is_one_line_and_lets_go(tmp_path, monkeypatch):
+    """A full disk while the holder is written: OutputError, and the lock is free again (the open handle
+    once kept it held until garbage collection)."""
+    import errno
+
+    from egoclean import locks
+    from egoclean.errors import OutputError
+
+    path = tmp_path / ".locks" / "clip.lock"
+
+    def disk_full(run_id=None):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(locks, "holder_info", disk_full)
+        first = locks.FileLock(path, "run-a")
+        with pytest.raises(OutputError, match="disk full"):
+            first.try_acquire()
+        with pytest.raises(OutputError, match="disk full"):
+            first.acquire()
+    other = locks.FileLock(path, "run-b")
+    assert other.try_acquire(), "the failed attempts still hold the lock"
+    other.release()

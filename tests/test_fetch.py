@@ -757,3 +757,35 @@ def test_refusals_and_unreachable_hubs_are_told_apart_for_retries(
     assert is_transient(unreachable.value)
     assert is_transient(ConnectionResetError("connection reset by peer"))
     assert not is_transient(KeyError("a bug, not the network"))
+
+
+def test_a_failure_after_the_mp4_still_ends_the_one_pass_tap(
+    repo: Path, good_clip: ExtractedClip, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The preview or intrinsics.json failing after the mp4 is made once left the tap's thread waiting for
+    frames forever (in a Ray actor, holding the model's buffers past the clip)."""
+    from egoclean.progress import Progress
+    from fisheye import pipeline
+    from fisheye.camera import load_calibration
+    from fisheye.settings import Phase1Settings
+
+    calls: list[str] = []
+
+    class Tap:
+        def push(self, index, pts, frame, planes=None) -> None:
+            calls.append("push")
+
+        def finish(self, video_path) -> None:
+            calls.append("finish")
+
+        def abort(self) -> None:
+            calls.append("abort")
+
+    monkeypatch.setattr(pipeline.cv2, "imwrite", lambda *args: False)  # the preview cannot be written
+    calib = load_calibration(repo / WORKER.hub_dir / "intrinsics.json")
+    folder = tmp_path / "out"
+    folder.mkdir()
+    ctx = pipeline.WorkerContext(calib, Phase1Settings(out=folder), folder, Progress(), tap=lambda *a: Tap())
+    with pytest.raises(OutputError, match=r"rectified_clip_1_preview\.jpg: cannot write"):
+        pipeline.process_clip(good_clip, ctx)
+    assert calls.count("push") > 0 and calls[-1] == "abort" and "finish" not in calls

@@ -163,6 +163,22 @@ def test_joint_analysis_finds_shared_segment_across_clips() -> None:
     assert se.span_iou((match.start_b_s, match.end_b_s), (40.0, 90.0)) >= 0.8
 
 
+def test_a_cross_clip_match_ends_each_span_with_its_own_clips_stride() -> None:
+    """Clip a at a 1 s stride, clip b re-embedded at 0.5 s: b's span ends half a second after its last
+    window starts (it once took a's stride)."""
+    from VJEPA.structure.joint import matches_between
+
+    ts = np.concatenate([np.arange(10.0), np.arange(20) * 0.5])  # clip a: windows 0-9; clip b: 10-29
+    idx_a = np.arange(10)
+    best = np.zeros((30, 2), np.float32)
+    best[:, 1] = 0.9
+    partner = np.zeros((30, 2), np.int64)
+    partner[idx_a, 1] = 10 + 2 * idx_a  # a's window k matches b's window 2k (b has two per second)
+    (match,) = matches_between(0, 1, idx_a, best, partner, ts, 1.0, 0.5, threshold=0.5, min_len=3)
+    assert (match.start_a_s, match.end_a_s) == (0.0, 10.0)
+    assert (match.start_b_s, match.end_b_s) == (0.0, 9.5)  # b's last window starts at 9.0
+
+
 def test_joint_of_one_clip_equals_single_analysis() -> None:
     emb, ts = se.periodic(150, 64, 10.0, 1.0, seed=9), se.timestamps(150)
     single, joint = analyze(emb, ts), analyze_joint([emb], [ts]).clips[0]

@@ -24,7 +24,8 @@ def matches_between(
     best_in_clip: np.ndarray,
     arg_in_clip: np.ndarray,
     ts: np.ndarray,
-    stride_s: float,
+    stride_a_s: float,
+    stride_b_s: float,
     threshold: float,
     min_len: int,
 ) -> list[CrossClipMatch]:
@@ -44,9 +45,9 @@ def matches_between(
                     a,
                     b,
                     float(ts[ja]),
-                    float(ts[jb] + stride_s),
+                    float(ts[jb] + stride_a_s),
                     float(ts[min(pa, pb)]),
-                    float(ts[max(pa, pb)] + stride_s),
+                    float(ts[max(pa, pb)] + stride_b_s),
                     float(sim[first : last + 1].mean()),
                 )
             )
@@ -105,11 +106,12 @@ def analyze_joint(
     matches = []
     for a in range(len(tss)):
         idx_a = np.flatnonzero(clip_ids == a)
-        stride_s = clips[a].stride_s
-        min_len = max(2, math.ceil(params.match_min_span_s / stride_s - 1e-9))
+        stride_a_s = clips[a].stride_s
+        min_len = max(2, math.ceil(params.match_min_span_s / stride_a_s - 1e-9))
         for b in range(a + 1, len(tss)):
+            strides = (stride_a_s, clips[b].stride_s)
             matches += matches_between(
-                a, b, idx_a, best_in_clip, arg_in_clip, ts_all, stride_s, threshold, min_len
+                a, b, idx_a, best_in_clip, arg_in_clip, ts_all, *strides, threshold, min_len
             )
 
     preview, starts = similarity_preview(u, params.max_plot_windows)
