@@ -75,7 +75,7 @@ from fisheye.pipeline import (
     rectify_stage,
     remove_staging,
     run_staging,
-    shard_is_finished,
+    shard_has_nothing_to_do,
     update_manifest,
     worker_output_dir,
 )
@@ -217,16 +217,16 @@ def fetch_shard(job: Job, row: Row, found: set[int] | None = None) -> list[Row]:
         done = finished_clips(folder, settings)
         if wanted is not None and wanted <= done:
             return []
-        if wanted is None and shard_is_finished(row["shard"], known_shard_clips(folder), done):
-            return []  # done by another run since the plan
+        if shard_has_nothing_to_do(row["shard"], known_shard_clips(folder), done, wanted):
+            return []  # done by another run since the plan, or a rerun's shard known to hold no clip to do
         tar = source.fetch_shard(worker, row["shard"], staging)
+        seen: set[int] = set()
         try:
-            clips = extract_clips(tar, worker, None if wanted is None else wanted - done, staging)
+            clips = extract_clips(tar, worker, None if wanted is None else wanted - done, staging, seen=seen)
         finally:
             source.release_shard(tar)  # the wanted clips are out: the shard itself is no longer needed
-        if wanted is None:  # the shard's whole clip list: a rerun need not download it again
-            shard_clips = {row["shard"]: sorted(c.index for c in clips)}
-            update_manifest(folder, settings, source.describe(), shard_clips, job.run_id)
+        # the shard's whole clip list: a rerun need not download it again
+        update_manifest(folder, settings, source.describe(), {row["shard"]: sorted(seen)}, job.run_id)
         return [c for c in clips if c.index not in done]
 
     base = clip_row(row)
@@ -482,9 +482,10 @@ def plan_worker(job: Job, source: ShardSource, settings: Phase1Settings) -> Work
     shards, _ = with_retries(lambda: source.list_shards(worker), job.scale.max_retries, job.backoff_s)
     if wanted is not None and wanted <= done:
         shards = []
-    elif wanted is None:
+    elif wanted is None:  # with --clips, the walk skips shards known to hold nothing to do, and still
+        # names a wanted clip that no shard holds
         known = known_shard_clips(folder)
-        shards = [shard for shard in shards if not shard_is_finished(shard, known, done)]
+        shards = [shard for shard in shards if not shard_has_nothing_to_do(shard, known, done, None)]
     staging, lock = run_staging(folder, job.run_id)
     try:
         if shards:

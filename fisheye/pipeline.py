@@ -257,8 +257,8 @@ def finished_clips(folder: Path, settings: Phase1Settings) -> set[int]:
 
 
 def known_shard_clips(folder: Path) -> dict[str, list[int]]:
-    """Each shard's full clip list, as the manifest learnt it from a run that extracted the whole shard
-    (--clips all); {} without a readable manifest."""
+    """Each shard's full clip list, as the manifest learnt it from a run that streamed the whole shard;
+    {} without a readable manifest."""
     try:
         manifest = json.loads((folder / MANIFEST_FILE).read_text())
         return dict(manifest.get("shards", {})) if manifest.get("version") == MANIFEST_VERSION else {}
@@ -266,10 +266,16 @@ def known_shard_clips(folder: Path) -> dict[str, list[int]]:
         return {}  # a damaged manifest only costs the shard lists
 
 
-def shard_is_finished(shard: str, known: dict[str, list[int]], done: set[int]) -> bool:
-    """Every clip of `shard` is finished, so it need not be downloaded again (known: known_shard_clips)."""
+def shard_has_nothing_to_do(
+    shard: str, known: dict[str, list[int]], done: set[int], wanted: set[int] | None
+) -> bool:
+    """Every clip of `shard` that is wanted (None: all) is finished, so the shard need not be downloaded
+    again (known: known_shard_clips; a shard whose clip list is not known has to be)."""
     recorded = known.get(shard)
-    return recorded is not None and set(recorded) <= done
+    if recorded is None:
+        return False
+    to_do = set(recorded) - done
+    return not (to_do if wanted is None else to_do & wanted)
 
 
 def update_manifest(
@@ -438,9 +444,9 @@ def _run_phase1(
         for shard in shards:
             if wanted is not None and wanted <= found | done:
                 break  # every wanted clip is accounted for: later shards are not downloaded
-            if wanted is None and shard_is_finished(shard, known_shards, done):
+            if shard_has_nothing_to_do(shard, known_shards, done, wanted):
                 found |= set(known_shards[shard])
-                continue  # every clip of this shard is finished: no need to download it again
+                continue  # every wanted clip of this shard is finished: no need to download it again
             size = source.shard_size(worker, shard)
             if size:
                 check_free_space(folder, 2 * size, f"shard {shard}")
@@ -450,9 +456,11 @@ def _run_phase1(
                 bar(done_bytes)
 
             tar_path = source.fetch_shard(worker, shard, staging, on_bytes)
-            clips = extract_clips(tar_path, worker, None if wanted is None else wanted - done, staging)
-            if wanted is None:
-                new_shards[shard] = sorted(c.index for c in clips)
+            seen: set[int] = set()
+            clips = extract_clips(
+                tar_path, worker, None if wanted is None else wanted - done, staging, seen=seen
+            )
+            new_shards[shard] = sorted(seen)  # the whole list, whichever clips were wanted
             busy = []
             for clip in clips:
                 found.add(clip.index)

@@ -57,6 +57,7 @@ def extract_clips(
     wanted: set[int] | None,
     dest_dir: Path,
     progress: Callable[[int], None] | None = None,
+    seen: set[int] | None = None,
 ) -> list[ExtractedClip]:
     """Stream `tar_path` once, writing the wanted clips of `worker` (None = all) to dest_dir/NAME.mp4 + .json.
 
@@ -65,6 +66,8 @@ def extract_clips(
     after the video). Other workers' members and unrelated files are skipped. Returns the clips in tar order;
     wanted clips absent from this shard are simply not returned (see find_missing).
     progress: called with the number of video bytes copied since the last call.
+    seen: if given, receives the index of every clip of `worker` the shard holds, wanted or not (the
+        shard's whole clip list once the call returns, so that a rerun can skip the shard).
     """
     tar_path, dest_dir = Path(tar_path), Path(dest_dir)
     shard = tar_path.name
@@ -92,6 +95,8 @@ def extract_clips(
         with tarfile.open(tar_path, mode="r|*") as tar:
             for member in tar:
                 clip = member_clip(member.name, worker, shard) if member.isfile() else None
+                if clip is not None and seen is not None:
+                    seen.add(clip[0])
                 if clip is None or (wanted is not None and clip[0] not in wanted):
                     continue
                 index, name, kind = clip

@@ -97,6 +97,32 @@ def test_hub_source_downloads_only_needed_shards_and_deletes_them(hub, tmp_path)
     assert not list(out.rglob("*.tar")) and not list(out.rglob("*.partial*"))
 
 
+def test_a_rerun_of_some_clips_downloads_only_the_shards_that_hold_one_to_redo(hub, tmp_path):
+    """Every shard a --clips walk reads is read whole, so the manifest learns its clip list: the rerun skips
+    part00 (clip 1 is done) and fetches only part01 (before, the walk began again at part00)."""
+    out = tmp_path / "data"
+    with FakeHub(hub) as fake:
+        settings = Phase1Settings(clips="1,2", out=out, preset="ultrafast")
+        run_phase1(settings, HubSource("hf_test_good", endpoint=fake.url))
+        manifest = json.loads((out / "factory_001" / "manifest.json").read_text())
+        assert manifest["shards"] == {
+            "factory001_worker001_part00.tar": [1],
+            "factory001_worker001_part01.tar": [2],
+        }
+        (out / "factory_001" / "rectified_clip_2.mp4").unlink()
+        fake.reset_counts()
+        assert list(run_phase1(settings, HubSource("hf_test_good", endpoint=fake.url))["clips"]) == [
+            "00001",
+            "00002",
+        ]
+        served = sorted(
+            path.rsplit("_", 1)[1]
+            for (method, path) in fake.requests
+            if method == "GET" and path.endswith(".tar")
+        )
+    assert served == ["part01.tar"]
+
+
 def test_all_clips_and_another_worker_get_their_own_folder(hub, tmp_path):
     write_sample_hub(
         hub, SampleSpec(width=96, height=54, clips=SPEC.clips, worker="worker_002", preset="ultrafast")

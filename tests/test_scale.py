@@ -237,11 +237,18 @@ def test_wanted_clips_are_fetched_from_the_first_shards_that_hold_them_and_no_fu
     settings, scale = replace(phase1(hub, out), clips="1"), ScaleSettings(engine="ray", workers="all")
     assert run_scale(settings, scale, source_factory=counting_factory(hub, log)).counts == {"done": 3}
     assert [name.rsplit("_", 1)[1] for name in fetched(log)] == ["part00.tar"] * 3, "part01 is never fetched"
-    # a clip that no shard holds: every shard is read, then one failure line per worker
+    # a clip that no shard holds: every shard is read, then one failure line per worker; part00 is known
+    # from the first walk (it holds clip 1 alone, done), so only part01 is downloaded
     result = run_scale(replace(settings, clips="1,7"), scale, source_factory=counting_factory(hub, log))
-    assert len(fetched(log)) == 6 and result.counts == {"failed": 3}
+    assert [name.rsplit("_", 1)[1] for name in fetched(log)] == ["part01.tar"] * 3
+    assert result.counts == {"failed": 3}
     for failure in result.failures:
         assert "_00007 not found in any of the 2 shard(s)" in failure and "check --clips" in failure, failure
+    # that walk read every shard whole: the rerun knows neither holds clip 7, downloads nothing, and still
+    # names the clip (before, it downloaded all 6 shards again)
+    result = run_scale(replace(settings, clips="1,7"), scale, source_factory=counting_factory(hub, log))
+    assert fetched(log) == [] and result.counts == {"failed": 3}
+    assert all("_00007 not found in any of the 2 shard(s)" in failure for failure in result.failures)
 
 
 def test_both_phases_after_phase_1_embed_the_clips_phase_1_made(hub, encode, tmp_path):
