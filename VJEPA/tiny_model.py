@@ -6,11 +6,15 @@ its config carries `egoclean_random_init = True` so outputs made with it say so.
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 import torch
 from transformers import VJEPA2Config, VJEPA2Model, VJEPA2VideoProcessor
 from transformers.utils import logging as hf_logging
+
+from egoclean.files import output_error, partial_path
 
 TINY_CROP_SIZE = 32
 
@@ -51,6 +55,32 @@ def save_tiny_model(folder: Path, seed: int = 0) -> Path:
     return folder
 
 
+def is_saved_model(folder: Path) -> bool:
+    """A complete save: its config and its weights."""
+    return (folder / "config.json").is_file() and any(folder.glob("*.safetensors"))
+
+
+def save_stand_in(folder: Path) -> None:
+    """save_tiny_model into a temporary folder renamed into place once complete: save_pretrained writes
+    config.json before the weights, so a run killed mid-save would leave a folder that looks finished. An
+    incomplete folder (from before) is replaced; one that another run completed meanwhile is kept."""
+    folder = Path(folder)
+    tmp = partial_path(folder)
+    try:
+        save_tiny_model(tmp)
+        if folder.exists() and not is_saved_model(folder):
+            shutil.rmtree(folder)
+        try:
+            os.rename(tmp, folder)
+        except OSError:
+            if not is_saved_model(folder):  # not another run's complete save: a real failure
+                raise
+    except OSError as err:
+        raise output_error(folder, err) from err
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def pick_model(model_id: str, folder: Path) -> tuple[str, str]:
     """For the offline sample run: `model_id` if its weights are usable here, else the tiny stand-in.
 
@@ -64,22 +94,9 @@ def pick_model(model_id: str, folder: Path) -> tuple[str, str]:
     if present and on_gpu:
         return model_id, f"using {model_id} (real weights found locally)"
     why = "no GPU here" if present else f"no {model_id} weights are available offline"
-    if not (folder / "config.json").is_file():
-        save_tiny_model(folder)
+    if not is_saved_model(folder):
+        save_stand_in(folder)
     return str(folder), (
         f"{why}: the sample run uses a small RANDOM-INIT V-JEPA 2 stand-in ({folder}); its embeddings show "
         "the pipeline working, not real V-JEPA 2 features"
     )
-
-
-if __name__ == "__main__":  # python VJEPA/tiny_model.py --pick MODEL --folder DIR  (used by run.sh)
-    import argparse
-    import sys
-
-    parser = argparse.ArgumentParser(description="Print the model the sample run should use.")
-    parser.add_argument("--pick", required=True, help="the model asked for (Hub id or folder)")
-    parser.add_argument("--folder", type=Path, required=True, help="where to save the tiny stand-in")
-    args = parser.parse_args()
-    chosen, reason = pick_model(args.pick, args.folder)
-    print(f"[run.sh] {reason}", file=sys.stderr)
-    print(chosen)

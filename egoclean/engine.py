@@ -4,7 +4,8 @@
     rows = run_ray(shard_rows, stages, settings)     # a local Ray cluster, or one it joins
 
 A pipeline is three stages over small dict rows (keys, paths and metadata, never decoded frames):
-    fetch:   one task per shard row -> the clip rows it extracted   (Ray: flat_map, bounded concurrency)
+    fetch:   one task per input row (a shard; or, with --clips, a worker's walk over its shards)
+             -> the clip rows it extracted                          (Ray: flat_map, bounded concurrency)
     rectify: one task per clip row -> the row with its outcome      (Ray: map)
     embed:   a callable class, built once per worker/actor           (Ray: map on an actor pool, a GPU
              or a share of one per actor when the cluster has GPUs)

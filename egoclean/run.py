@@ -7,7 +7,8 @@ With `all` the two phases share one pass over each clip: every fisheye frame is 
 and the rectified frame goes to the encoder and, before it is encoded, to V-JEPA 2 (no encode-decode loss,
 no second decode). `1` then `2` is the two-pass path: phase 2 reads the rectified mp4s.
 
-This is the one module above both phases: it imports fisheye and VJEPA; nothing else in egoclean does.
+This module and egoclean/scale.py (the same stages over many workers) stand above both phases: they import
+fisheye and VJEPA; nothing else in egoclean does, and the phases never import each other.
 Every option comes from the phases' settings classes; `bash run.sh --help` lists them with their defaults.
 """
 
@@ -38,7 +39,7 @@ structure: cycles, repeats, anomalies, with plots (phase 2).
 
 commands:
   auto   (the default) with a Hugging Face token (HF_KEY or HF_TOKEN in .env): phase 1 on the chosen
-         clips; without one: both phases on the built-in sample clip, offline
+         clips; without one: both phases on the built-in sample (two clips), offline
   1      phase 1 only: download, extract, rectify
   2      phase 2 only: V-JEPA 2 embeddings + analysis of the phase 1 outputs (use a GPU)
   all    both phases, in one pass over each clip: every rectified frame goes to V-JEPA 2 before it is

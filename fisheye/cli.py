@@ -18,8 +18,8 @@ from fisheye.settings import Phase1Settings
 DESCRIPTION = (
     "Phase 1: download a worker's clips from the gated Hugging Face dataset builddotai/Egocentric-10K, undo "
     "the fisheye distortion, and keep only the rectified videos plus the pinhole camera they now follow "
-    "(intrinsics.json). Without a token (HF_KEY or HF_TOKEN in .env) and without --source it runs offline "
-    "on the built-in sample clip."
+    "(intrinsics.json). Without a token (HF_KEY or HF_TOKEN in .env), without --source and with no --worker "
+    "or --clips chosen, it runs offline on the built-in sample (--sample asks for it in any case)."
 )
 
 

@@ -185,9 +185,11 @@ def _progress_bar_class(progress: Callable[[int, int], None] | None) -> type:
 class HubSource(ShardSource):
     """The gated dataset on the Hugging Face Hub, through huggingface_hub's own client.
 
-    Files are downloaded with hf_hub_download(local_dir=dest_dir/HUB_DOWNLOAD_DIR): it resumes an interrupted
-    transfer with HTTP Range requests and keeps its metadata in that folder's .cache/huggingface, all of which
-    release_shard removes. The token is sent to the endpoint only and never appears in a message.
+    Files are downloaded with hf_hub_download(local_dir=dest_dir/HUB_DOWNLOAD_DIR): it resumes a transfer
+    whose connection dropped with HTTP Range requests (within the run: dest_dir is the run's own staging,
+    which the next run clears once this one is gone) and keeps its metadata in that folder's
+    .cache/huggingface, all of which release_shard removes. The token is sent to the endpoint only and never
+    appears in a message.
     """
 
     def __init__(
@@ -236,8 +238,8 @@ class HubSource(ShardSource):
 
     def _list_factory(self, factory: str) -> list[WorkerRef]:
         """The workers of `factory` from one recursive listing of its folder, which also gives each worker's
-        shard sizes: they are kept, so list_shards costs no more calls (85 paged calls for the whole
-        dataset instead of one more per worker, 2,144)."""
+        shard sizes: they are kept, so list_shards costs no more calls (86 paged calls for the whole
+        dataset, the top level's included, instead of one more per worker: 2,144)."""
         path = f"{factory}/workers"
         missing = FetchError(f"{path}: not found in {self.repo_id}; check --workers")
         with self._hub_errors(f"the listing of {path}", missing=missing):

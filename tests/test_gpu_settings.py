@@ -178,3 +178,27 @@ def test_an_embedding_that_raises_anything_fails_its_clip_alone(tiny_model_dir, 
         "embed: RuntimeError: CUDA error: an illegal memory access was encountered"
     )
     assert not out["stop"]  # this clip alone: the run goes on
+
+
+def test_the_sample_stand_in_is_saved_whole_or_not_at_all(tmp_path, monkeypatch):
+    """A first sample run killed while saving the stand-in once left a folder with config.json and no
+    weights, which every later run took for finished and failed to load."""
+    from transformers import VJEPA2VideoProcessor
+
+    from VJEPA.tiny_model import pick_model
+
+    folder = tmp_path / "sample" / "tiny-vjepa2-random-init"
+    with monkeypatch.context() as patched:
+
+        def killed(*args, **kwargs):
+            raise KeyboardInterrupt
+
+        patched.setattr(VJEPA2VideoProcessor, "save_pretrained", killed)  # after the model's files
+        with pytest.raises(KeyboardInterrupt):
+            pick_model("facebook/vjepa2-vitl-fpc64-256", folder)
+    assert not folder.exists() and not list(folder.parent.iterdir())  # nothing half-made left
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")  # what the old non-atomic save left behind
+    chosen, why = pick_model("facebook/vjepa2-vitl-fpc64-256", folder)
+    assert chosen == str(folder) and "RANDOM-INIT" in why
+    assert load_encoder(chosen, device="cpu").random_init
