@@ -45,7 +45,7 @@ class Encoder:
     n_tokens_per_window: Callable[[int], int]  # frames per window -> tokens per window and view
 
 
-# Attention is 57% of ViT-L's FLOPs at 8,192 tokens (FACTS.md section 7): the kernel decides throughput.
+# Attention is 57% of ViT-L's FLOPs at 8,192 tokens (docs/SCALE.md): the kernel decides throughput.
 # cuDNN's fused attention is the fastest on Hopper, flash on Ampere and Ada; older cards get the
 # memory-efficient kernel. CPU and MPS keep PyTorch's own choice.
 SDPA_BY_ARCH = ((9, "cudnn"), (8, "flash"), (0, "efficient"))

@@ -85,7 +85,7 @@ def pick_model(model_id: str, folder: Path) -> tuple[str, str]:
     """For the offline sample run: `model_id` if its weights are usable here, else the tiny stand-in.
 
     Usable: a local folder, or a Hub id already in the local cache, and a GPU to run it on (one ViT-L window
-    takes ~91 s on 2 CPU cores, FACTS.md section 4). Returns (model to use, one line saying why).
+    takes ~91 s on 2 CPU cores). Returns (model to use, one line saying why).
     """
     from huggingface_hub import try_to_load_from_cache
 

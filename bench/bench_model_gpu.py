@@ -19,7 +19,7 @@ from transformers import VJEPA2Config, VJEPA2Model
 from VJEPA.embedder import pick_sdpa_backend, sdpa_context
 from VJEPA.tiny_model import tiny_config
 
-TFLOP_PER_WINDOW = 11.57  # ViT-L encoder, one 64-frame 256 px window (FACTS.md section 4)
+TFLOP_PER_WINDOW = 11.57  # ViT-L encoder, one 64-frame 256 px window (its matmuls and attention)
 BATCH_SIZES = (1, 2, 4, 8, 16, 32)
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
 

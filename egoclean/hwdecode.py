@@ -1,6 +1,6 @@
 """Where to decode: NVDEC through PyAV's CUDA hwaccel where it works, the CPU otherwise.
 
-PyAV 18's wheels carry FFmpeg's CUDA hwaccel (FACTS.md section 7): with `HWAccel("cuda", is_hw_owned=True)`
+PyAV 18's wheels carry FFmpeg's CUDA hwaccel: with `HWAccel("cuda", is_hw_owned=True)`
 decoded frames stay in GPU memory and a plane exports to torch by DLPack (egoclean.yuv_torch). Where there
 is no NVIDIA driver or no NVDEC, opening raises PermissionError; `auto` then decodes on the CPU, and `cuda`
 says why it cannot. The frames are only useful on the GPU if torch sees a CUDA device too, so `auto` asks

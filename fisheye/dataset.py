@@ -1,6 +1,6 @@
 """Egocentric-10K's layout and names, and its clip sidecar schema: used by every source and the sample.
 
-Dataset layout (FACTS.md section 1), the same on the Hub and in a local copy:
+Dataset layout (as on the Hub's builddotai/Egocentric-10K), the same on the Hub and in a local copy:
     factory_XXX/workers/worker_XXX/factoryXXX_workerXXX_partNN.tar   (WebDataset shards, at most ~1 GB each)
     factory_XXX/workers/worker_XXX/intrinsics.json                   (fisheye calibration)
 Each shard holds pairs NAME.mp4 + NAME.json, NAME = factoryXXX_workerXXX_NNNNN (clip index: 5 digits, from

@@ -1,7 +1,7 @@
 """Rectify a fisheye video to a pinhole video: decode, remap, encode, streamed and overlapped.
 
 Frames stay in yuv420p from decoder to encoder: the full-size Y plane and the half-size U and V planes are
-remapped separately (FACTS.md section 3: half the bytes of BGR and no colour conversions). Maps are built once
+remapped separately (half the bytes of BGR and no colour conversions). Maps are built once
 per clip. Decoding, remapping and encoding run in three threads joined by small bounded queues, so the stages
 overlap on the cores (FFmpeg and OpenCV release the GIL) and memory stays flat whatever the clip length.
 

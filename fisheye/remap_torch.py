@@ -1,7 +1,7 @@
 """Fisheye-to-pinhole remap of yuv420p planes as a torch op: the same code on the CPU and on a CUDA GPU.
 
 The GPU path of phase 1 (NVDEC frames stay on the device, handed to torch by DLPack) needs a remap that runs
-where the frames are; OpenCV's wheels have no CUDA (FACTS.md section 7). This is bilinear interpolation with
+where the frames are; OpenCV's PyPI wheels have no CUDA. This is bilinear interpolation with
 precomputed gather indices and weights, built once per clip from the same float32 maps `cv2.remap` uses
 (fisheye.camera.yuv420_plane_maps), with cv2's BORDER_CONSTANT behaviour: a tap outside the source reads the
 border value. cv2 quantises positions to 1/32 px with fixed-point weights, so the two agree within about two

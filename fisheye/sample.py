@@ -34,7 +34,8 @@ from egoclean.video import VideoWriter
 from fisheye.camera import FisheyeCalibration, kb_project, kb_unproject
 from fisheye.dataset import CALIBRATION_FILE, Sidecar, WorkerRef
 
-# The Egocentric-10K lens (FACTS.md section 1): identical across the 16 workers sampled there.
+# The Egocentric-10K lens: byte-identical in the intrinsics.json of 16 sampled workers (each worker's own
+# file is still the one read).
 EGOCENTRIC_10K_CALIBRATION = FisheyeCalibration(
     width=1920,
     height=1080,

@@ -39,7 +39,7 @@ from egoclean.files import output_error, output_errors
 from fisheye.dataset import CALIBRATION_FILE, REPO_ID, WorkerRef, sort_shards
 
 TOKEN_HELP = "set HF_KEY in .env: create a read token at https://huggingface.co/settings/tokens"
-TOKEN_NAMES = ("HF_KEY", "HF_TOKEN")  # the project's name (SEED.md), then huggingface_hub's own
+TOKEN_NAMES = ("HF_KEY", "HF_TOKEN")  # the project's own name, then huggingface_hub's
 # HubSource downloads under dest_dir/HUB_DOWNLOAD_DIR; release_shard removes it with the last download.
 HUB_DOWNLOAD_DIR = "hub-download"
 OnBytes = Callable[[int, int], None] | None  # progress(bytes_done, bytes_total) while a file downloads

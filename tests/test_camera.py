@@ -51,7 +51,7 @@ def test_unproject_inverts_project():
 
 
 def test_lens_limits_match_the_published_geometry():
-    # FACTS.md section 2: max half-angle about 67.9 deg, image circle radius about 979 px
+    # the Egocentric-10K lens: max half-angle about 67.9 deg, image circle radius about 979 px
     assert math.degrees(max_half_angle_rad(CALIB)) == pytest.approx(67.9, abs=0.1)
     edge = kb_project(
         np.array([math.sin(max_half_angle_rad(CALIB)), 0, math.cos(max_half_angle_rad(CALIB))]), CALIB
@@ -73,10 +73,10 @@ def test_opencv_maps_agree_with_the_independent_model(hfov_deg):
 
 def test_default_view_is_the_widest_without_black_pixels():
     hfov = widest_valid_hfov_deg(CALIB, 1920, 1080)
-    assert hfov == pytest.approx(93.9, abs=0.3)  # FACTS.md: OpenCV balance=0 gives 93.9 deg
+    assert hfov == pytest.approx(93.9, abs=0.3)  # OpenCV's balance=0 view: 93.9 deg
     assert invalid_fraction(pinhole_for_hfov(1920, 1080, hfov), CALIB, step=1) == 0.0
     assert invalid_fraction(pinhole_for_hfov(1920, 1080, hfov + 1.0), CALIB, step=1) > 0.0
-    # FACTS.md: balance 0.5 / 1.0 views (108.6 / 126.8 deg) leave 9.6% / 24.9% of pixels invalid
+    # OpenCV's balance 0.5 / 1.0 views (108.6 / 126.8 deg) leave 9.6% / 24.9% of pixels invalid
     assert invalid_fraction(pinhole_for_hfov(1920, 1080, 108.6), CALIB) == pytest.approx(0.096, abs=0.005)
     assert invalid_fraction(pinhole_for_hfov(1920, 1080, 126.8), CALIB) == pytest.approx(0.249, abs=0.005)
 
