@@ -27,11 +27,17 @@ from egoclean.cli import run_main
 from egoclean.config import HelpFormatter, add_options, from_args, validate
 from egoclean.errors import InputError
 from egoclean.files import atomic_output, check_writable, save_npy, write_json
-from egoclean.layout import EMB_SUFFIX, META_SUFFIX, TS_SUFFIX, list_embeddings, stem_of_embedding
+from egoclean.layout import (
+    DEFAULT_FOLDER,
+    EMB_SUFFIX,
+    META_SUFFIX,
+    TS_SUFFIX,
+    list_embeddings,
+    stem_of_embedding,
+)
 from VJEPA import plots, report
 from VJEPA.structure import ClipAnalysis, StructureParams, analyze, analyze_joint, duration_summary
 
-DEFAULT_PATH = "data/factory_001/"
 RERUN = "rerun python VJEPA/encode.py on the clip"
 
 # ----------------------------------------------------------------------------------------------------------
@@ -284,7 +290,10 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=HelpFormatter,
     )
     parser.add_argument(
-        "paths", nargs="*", default=[DEFAULT_PATH], help="folders (every *_emb.npy inside) or *_emb.npy files"
+        "paths",
+        nargs="*",
+        default=[str(DEFAULT_FOLDER)],
+        help="folders (every *_emb.npy inside) or *_emb.npy files",
     )
     parser.add_argument(
         "--joint", action="store_true", help="also analyse all clips together (joint_analysis.json/.png)"

@@ -31,7 +31,7 @@ from egoclean.config import HelpFormatter, add_options, from_args, validate
 from egoclean.errors import EgoCleanError, InputError, VideoError
 from egoclean.files import save_npy, write_json
 from egoclean.hwdecode import iter_rgb_tensors, pick_decoder
-from egoclean.layout import embedding_paths, list_clips
+from egoclean.layout import DEFAULT_FOLDER, embedding_paths, list_clips
 from egoclean.progress import Progress, terminal_progress
 from egoclean.video import Feeder, Frame, VideoInfo, converted, iter_frames, packed_array, prefetch, probe
 from egoclean.yuv_torch import Planes, frame_rgb
@@ -47,7 +47,6 @@ from VJEPA.embedder import (
 from VJEPA.settings import EncodeSettings
 from VJEPA.windows import dropped_tail_frames, span_frames, stride_frames_for, window_count
 
-DEFAULT_INPUT = "data/factory_001"
 # Decoded frames may differ from the container's count by an edit list or a dropped last frame, never more.
 MAX_FRAME_COUNT_GAP = 3
 
@@ -367,8 +366,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "inputs",
         nargs="*",
-        default=[DEFAULT_INPUT],
-        help=f"clips, or folders of clips (default: {DEFAULT_INPUT})",
+        default=[str(DEFAULT_FOLDER)],
+        help=f"clips, or folders of clips (default: {DEFAULT_FOLDER})",
     )
     add_options(parser, EncodeSettings)
     parser.add_argument(

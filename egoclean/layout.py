@@ -32,6 +32,8 @@ ANALYSIS_SUFFIX = "_analysis.json"
 JOINT_ANALYSIS_FILE = "joint_analysis.json"
 REPORT_FILE = "report.html"  # phase 2b: the page a person clicks through (VJEPA/report.py)
 DEFAULT_WORKER_DIR = "worker_001"  # the seed's worker writes straight into OUT/factory_XXX
+DEFAULT_OUT = Path("data")  # phase 1's --out
+DEFAULT_FOLDER = DEFAULT_OUT / "factory_001"  # the seed's worker's folder: phase 2's default input
 
 
 def output_dir(out: Path, factory: str, worker: str) -> Path:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from egoclean.config import setting
 from egoclean.hwdecode import DECODE_MODES
+from egoclean.layout import DEFAULT_OUT
 from fisheye.dataset import WorkerRef, parse_clip_selection
 from fisheye.rectify import ENCODER_CHOICES, EncoderSettings
 
@@ -52,7 +53,7 @@ class Phase1Settings:
         metavar="DIR",
     )
     sample: bool = setting(False, "run on the built-in synthetic sample, offline, even if a token is set")
-    out: Path = setting(Path("data"), "output folder", metavar="DIR")
+    out: Path = setting(DEFAULT_OUT, "output folder", metavar="DIR")
     hfov_deg: float | None = setting(
         None,
         "horizontal field of view of the rectified camera, degrees "

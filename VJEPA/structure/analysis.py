@@ -25,6 +25,7 @@ from .signals import (
     autocorr_centred,
     centre,
     change_score,
+    consecutive_distance,
     normalize_rows,
     robust_peaks,
     runs,
@@ -117,7 +118,7 @@ def analyze_one(
     mask = None if normal.all() else normal
 
     # 2. Signals, and the period from the autocorrelation of the normal windows.
-    distance = (1.0 - np.einsum("ij,ij->i", u[:-1], u[1:])).astype(np.float64)
+    distance = consecutive_distance(u)
     x = centre(u, mask)
     autocorr = autocorr_centred(x, max_lag, mask)
     if recurrence is None or not np.array_equal(period_mask, normal):  # else: found from these very windows

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import uniform_filter1d
 
-from .signals import runs
+from .signals import robust_location_scale, runs
 
 
 def cycle_starts(
@@ -63,11 +63,11 @@ def repeating_windows(
 
 
 def _robust_z(values: np.ndarray) -> np.ndarray:
+    """(values - median) / sigma_MAD over the finite values; -inf where a value is not finite."""
     finite = np.isfinite(values)
     if not finite.any():
         return np.zeros_like(values)
-    median = np.median(values[finite])
-    sigma = max(1.4826 * float(np.median(np.abs(values[finite] - median))), 1e-12)
+    median, sigma = robust_location_scale(values)
     return np.where(finite, (values - median) / sigma, -np.inf)
 
 
