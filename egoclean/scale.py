@@ -66,6 +66,7 @@ from fisheye.dataset import CALIBRATION_FILE, WorkerRef, parse_sidecar
 from fisheye.pipeline import (
     TapFactory,
     WorkerContext,
+    fetch_and_extract,
     fetch_calibration,
     finished_clips,
     finished_records,
@@ -80,7 +81,7 @@ from fisheye.pipeline import (
     worker_output_dir,
 )
 from fisheye.settings import Phase1Settings
-from fisheye.shards import ExtractedClip, extract_clips
+from fisheye.shards import ExtractedClip
 from fisheye.sources import ShardSource
 from VJEPA.encode import StreamingClipEncoder, load_encoder_for
 from VJEPA.settings import EncodeSettings
@@ -209,7 +210,7 @@ def fetch_shard(job: Job, row: Row, found: set[int] | None = None) -> list[Row]:
     """Download one shard, extract the wanted clips that are not done yet (nor in `found`: already
     extracted from an earlier shard of the walk), release the shard."""
     settings = job.for_worker(row["worker"])
-    worker, folder, staging = settings.worker_ref, Path(row["folder"]), Path(row["staging"]) / row["shard"]
+    folder, staging = Path(row["folder"]), Path(row["staging"]) / row["shard"]
     wanted = None if settings.clip_indices is None else set(settings.clip_indices) - (found or set())
 
     def fetch() -> list[ExtractedClip]:
@@ -217,16 +218,10 @@ def fetch_shard(job: Job, row: Row, found: set[int] | None = None) -> list[Row]:
         done = finished_clips(folder, settings)
         if wanted is not None and wanted <= done:
             return []
-        if shard_has_nothing_to_do(row["shard"], known_shard_clips(folder), done, wanted):
+        if shard_has_nothing_to_do(row["shard"], known_shard_clips(folder, source.describe()), done, wanted):
             return []  # done by another run since the plan, or a rerun's shard known to hold no clip to do
-        tar = source.fetch_shard(worker, row["shard"], staging)
-        seen: set[int] = set()
-        try:
-            clips = extract_clips(tar, worker, None if wanted is None else wanted - done, staging, seen=seen)
-        finally:
-            source.release_shard(tar)  # the wanted clips are out: the shard itself is no longer needed
-        # the shard's whole clip list: a rerun need not download it again
-        update_manifest(folder, settings, source.describe(), {row["shard"]: sorted(seen)}, job.run_id)
+        to_extract = None if wanted is None else wanted - done
+        clips = fetch_and_extract(source, settings, row["shard"], to_extract, staging, job.run_id)
         return [c for c in clips if c.index not in done]
 
     base = clip_row(row)
@@ -484,7 +479,7 @@ def plan_worker(job: Job, source: ShardSource, settings: Phase1Settings) -> Work
         shards = []
     elif wanted is None:  # with --clips, the walk skips shards known to hold nothing to do, and still
         # names a wanted clip that no shard holds
-        known = known_shard_clips(folder)
+        known = known_shard_clips(folder, source.describe())
         shards = [shard for shard in shards if not shard_has_nothing_to_do(shard, known, done, None)]
     staging, lock = run_staging(folder, job.run_id)
     try:

@@ -256,12 +256,15 @@ def finished_clips(folder: Path, settings: Phase1Settings) -> set[int]:
     return set(finished_records(folder, settings))
 
 
-def known_shard_clips(folder: Path) -> dict[str, list[int]]:
-    """Each shard's full clip list, as the manifest learnt it from a run that streamed the whole shard;
-    {} without a readable manifest."""
+def known_shard_clips(folder: Path, source_description: str) -> dict[str, list[int]]:
+    """Each shard's full clip list, as the manifest learnt it from a run that streamed the whole shard from
+    the same source (another folder or Hub may hold other shards under the same names); {} without a
+    readable manifest."""
     try:
         manifest = json.loads((folder / MANIFEST_FILE).read_text())
-        return dict(manifest.get("shards", {})) if manifest.get("version") == MANIFEST_VERSION else {}
+        if manifest.get("version") != MANIFEST_VERSION or manifest.get("source") != source_description:
+            return {}
+        return dict(manifest.get("shards", {}))
     except (OSError, ValueError, AttributeError, TypeError):
         return {}  # a damaged manifest only costs the shard lists
 
@@ -288,15 +291,15 @@ def update_manifest(
     """Rewrite manifest.json from the clip records, under the folder's manifest lock; returns it.
 
     The manifest lists every clip whose record is done with these settings (the format phase 2 reads,
-    egoclean.layout.manifest_clips). `shards` (a shard's full clip list, known after an "all" run) is merged
-    with what the manifest already knew, so no run's knowledge is lost.
+    egoclean.layout.manifest_clips). `shards` (shard -> its full clip list, known once a run streamed it) is
+    merged with what the manifest already knew of the same source, so no run's knowledge is lost.
     """
     worker = settings.worker_ref
     affecting = settings.output_affecting()
     path = folder / MANIFEST_FILE
     with manifest_lock(folder, run_id):
         remove_partials(path)
-        known = known_shard_clips(folder) | (shards or {})
+        known = known_shard_clips(folder, source_description) | (shards or {})
         clips = {
             record["key"]: record["entry"]
             for record in sorted(read_records(folder), key=lambda r: str(r.get("key")))
@@ -434,13 +437,12 @@ def _run_phase1(
 
     staging, staging_lock = run_staging(folder, run_id)
     try:
-        known_shards = known_shard_clips(folder)
+        known_shards = known_shard_clips(folder, described)
         calib = fetch_calibration(source, settings, staging)
         ctx = WorkerContext(calib, settings, folder, progress, tap=tap)
         shards = source.list_shards(worker)
         progress.log(f"{worker.factory}/{worker.worker}: {len(shards)} shard(s) on {described}")
         found: set[int] = set()
-        new_shards: dict[str, list[int]] = {}
         for shard in shards:
             if wanted is not None and wanted <= found | done:
                 break  # every wanted clip is accounted for: later shards are not downloaded
@@ -448,19 +450,8 @@ def _run_phase1(
                 found |= set(known_shards[shard])
                 continue  # every wanted clip of this shard is finished: no need to download it again
             size = source.shard_size(worker, shard)
-            if size:
-                check_free_space(folder, 2 * size, f"shard {shard}")
-            bar = progress.bytes_bar(f"download {shard}", size)
-
-            def on_bytes(done_bytes: int, _total: int, bar: Callable[[int], None] = bar) -> None:
-                bar(done_bytes)
-
-            tar_path = source.fetch_shard(worker, shard, staging, on_bytes)
-            seen: set[int] = set()
-            clips = extract_clips(
-                tar_path, worker, None if wanted is None else wanted - done, staging, seen=seen
-            )
-            new_shards[shard] = sorted(seen)  # the whole list, whichever clips were wanted
+            to_extract = None if wanted is None else wanted - done
+            clips = fetch_and_extract(source, settings, shard, to_extract, staging, run_id, size, progress)
             busy = []
             for clip in clips:
                 found.add(clip.index)
@@ -469,13 +460,12 @@ def _run_phase1(
                     if status == "busy":
                         busy.append(clip)  # another run is making it: come back once the rest is done
                         continue
-                    update_manifest(folder, settings, described, new_shards, run_id)
+                    update_manifest(folder, settings, described, run_id=run_id)
                 finish_clip(clip, done)
             for clip in busy:
                 rectify_stage(clip, ctx, run_id, wait=True)
                 finish_clip(clip, done)
-            source.release_shard(tar_path)
-        manifest = update_manifest(folder, settings, described, new_shards, run_id)
+        manifest = update_manifest(folder, settings, described, run_id=run_id)
         if wanted is not None and (missing := wanted - found - done):
             raise missing_clips_error(worker, missing, len(shards))
     except BaseException:
@@ -483,6 +473,37 @@ def _run_phase1(
         raise
     remove_staging(staging, staging_lock)
     return manifest
+
+
+def fetch_and_extract(
+    source: ShardSource,
+    settings: Phase1Settings,
+    shard: str,
+    wanted: set[int] | None,
+    staging: Path,
+    run_id: str,
+    size_bytes: int | None = None,
+    progress: Progress | None = None,
+) -> list[ExtractedClip]:
+    """Download `shard` into `staging`, stream out its wanted clips (None: all), delete the download, and
+    record the shard's whole clip list in the manifest (whichever clips were wanted: a rerun then skips a
+    shard that holds nothing left to do). Both engines fetch through this.
+
+    size_bytes: the shard's size where it is known without asking the Hub again: the disk must hold the
+    download and its clips (2x), checked first."""
+    worker, folder = settings.worker_ref, worker_output_dir(settings)
+    progress = progress or Progress()
+    if size_bytes:
+        check_free_space(folder, 2 * size_bytes, f"shard {shard}")
+    bar = progress.bytes_bar(f"download {shard}", size_bytes)
+    tar_path = source.fetch_shard(worker, shard, staging, lambda done_bytes, _total: bar(done_bytes))
+    seen: set[int] = set()
+    try:
+        clips = extract_clips(tar_path, worker, wanted, staging, seen=seen)
+    finally:
+        source.release_shard(tar_path)  # the clips are out: the shard itself is no longer needed
+    update_manifest(folder, settings, source.describe(), {shard: sorted(seen)}, run_id)
+    return clips
 
 
 def missing_clips_error(worker: WorkerRef, missing: set[int], n_shards: int) -> FetchError:
