@@ -120,6 +120,64 @@ def jittered_cycles(
     return emb.astype(np.float32), starts
 
 
+WINDOW_S = 64 / 30  # one V-JEPA 2 window: 64 frames at 30 fps
+SAMPLES_PER_S = 10  # content resolution of `phased_cycles` before it is pooled into windows
+
+
+def phased_cycles(
+    n: int,
+    dim: int,
+    period_windows: float,
+    jitter: float,
+    noise: float,
+    seed: int,
+    n_phases: int = 3,
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Cycles made of `n_phases` discrete sub-actions (pick, press, place...), as work cycles are: each
+    sub-action is its own posture (a unit prototype) with a slow motion inside it, so every sub-action
+    change is as abrupt as a cycle start. Cycle lengths vary by U(+-jitter); each sub-action's share of
+    its cycle by +-20% more. The content is made at 10 samples/s and mean-pooled over 2.13 s windows
+    every second (64 frames at 30 fps, 1 s stride), like the encoder's windows.
+
+    Returns (emb [n, dim], phase_starts_s): for each sub-action q, the times [K_q] it begins, in
+    window-start time (the moment the content changes less half a window: the window that straddles a
+    change starts ~1 s before it). Which sub-action opens the cycle is a convention the content does not
+    show, so a cycle start is right if it is any one sub-action's, consistently: score against each
+    phase_starts_s[q] and keep the best.
+    """
+    rng = np.random.default_rng(seed)
+    prototypes = np.stack([_unit(rng, dim) for _ in range(n_phases)])
+    motions = np.stack([_unit(rng, dim) for _ in range(n_phases)]) * 0.35
+    shares = rng.uniform(0.5, 1.5, n_phases)
+    per_window = round(WINDOW_S * SAMPLES_PER_S)
+    n_samples = (n - 1) * SAMPLES_PER_S + per_window
+    durations = cycle_durations(n, period_windows, jitter, 0.0, rng) * SAMPLES_PER_S  # in samples
+    offset = rng.uniform(0, durations[0])  # the clip starts somewhere inside a cycle
+    content: list[np.ndarray] = []
+    begins: list[list[float]] = [[] for _ in range(n_phases)]
+    t = 0.0  # samples from the first cycle's start; the clip starts at `offset`
+    for length in durations:
+        if t - offset >= n_samples:
+            break
+        split = shares * (1 + 0.2 * rng.uniform(-1, 1, n_phases))
+        for phase, part in enumerate(split / split.sum() * length):
+            begins[phase].append(t - offset)
+            count = max(1, round(t + part) - round(t))
+            tau = np.linspace(0, 1, count, endpoint=False)[:, None]
+            content.append(prototypes[phase] + (2 * tau - 1) * motions[phase])
+            t += part
+    samples = np.concatenate(content)[round(offset) :][:n_samples]
+    sums = np.concatenate([np.zeros((1, dim)), np.cumsum(samples, axis=0)])
+    first = np.arange(n) * SAMPLES_PER_S
+    pooled = (sums[first + per_window] - sums[first]) / per_window
+    emb = 3.0 * _unit(rng, dim) + pooled + _noise(rng, n, dim, noise)
+    phase_starts_s = []
+    for times in begins:
+        starts_s = (np.array(times) / SAMPLES_PER_S - WINDOW_S / 2) * STRIDE_S
+        phase_starts_s.append(starts_s[(starts_s > 0) & (starts_s < n - 1)])
+    return emb.astype(np.float32), phase_starts_s
+
+
 def with_recurring_anomaly(
     emb: np.ndarray, starts: list[int], length: int, seed: int, noise: float = 0.5
 ) -> np.ndarray:

@@ -73,6 +73,11 @@ def _robust_z(values: np.ndarray) -> np.ndarray:
 
 TRACK_ROUNDS = 2  # template from the chain, chain from the template
 STEP_PRIOR_Z = 8.0  # penalty (in robust z of the start score) of a cycle one period too long or short
+# Each start-score term is capped at this robust z: a work cycle's sub-actions (pick, press, place) change
+# as abruptly as a cycle starts (z(d) ~ 11 at each), and uncapped they outbid the step prior and pack in
+# extra starts; capped, the template match has its say. Lower caps lose a smooth cycle's one real jump in
+# the noise (bench/RESULTS.md, phase 2b validation: 3 cost the 25%-jitter family 0.99 -> 0.13).
+START_Z_CAP = 4.0
 
 
 def _best_chain(score: np.ndarray, min_step: int, max_step: int, period: float) -> np.ndarray:
@@ -142,7 +147,8 @@ def tracked_cycle_starts(
         sims = np.stack([u[1 + lag : n + 2 - length + lag] @ template[lag] for lag in range(length)])
         match = np.full(n, np.nan)
         match[: sims.shape[1]] = sims.mean(axis=0)
-        score = _robust_z(distance) + np.nan_to_num(_robust_z(match), neginf=-10.0)
+        match_z = np.nan_to_num(_robust_z(match), neginf=-10.0)
+        score = np.minimum(_robust_z(distance), START_Z_CAP) + np.minimum(match_z, START_Z_CAP)
         found = []
         for first, last in runs(valid):
             if last - first + 1 < min_step:
