@@ -38,7 +38,14 @@ from egoclean.layout import (
 from VJEPA import plots, report
 from VJEPA.structure import ClipAnalysis, StructureParams, analyze, analyze_joint, duration_summary
 
-RERUN = "rerun python VJEPA/encode.py on the clip"
+MIN_WINDOWS = 4  # fewer give no period, no change score and no anomaly scale
+
+
+class ClipTooShortError(InputError):
+    """A clip with too few windows to analyse: left out of a folder's analysis, an error on its own."""
+
+
+RERUN = "rerun python VJEPA/encode.py --force on the clip"  # --force: its sidecar may still match
 
 # ----------------------------------------------------------------------------------------------------------
 # Reading
@@ -88,10 +95,14 @@ def load_clip(emb_path: Path) -> tuple[np.ndarray, np.ndarray, dict[str, Any] | 
     ts_path = emb_path.with_name(clip_stem(emb_path) + TS_SUFFIX)
     if emb.ndim != 2 or emb.shape[0] == 0 or emb.shape[1] == 0:
         raise InputError(f"{emb_path}: expected a 2-D array [windows, dim], got shape {emb.shape}; {RERUN}")
-    if not np.issubdtype(emb.dtype, np.number) or not np.all(np.isfinite(emb)):
+    real = np.issubdtype(emb.dtype, np.floating) or np.issubdtype(emb.dtype, np.integer)  # not complex
+    if not real or not np.all(np.isfinite(emb)):
         raise InputError(f"{emb_path}: holds NaN, inf or non-numbers; {RERUN}")
-    if len(emb) < 4:
-        raise InputError(f"{emb_path}: only {len(emb)} windows, need at least 4; encode a longer clip")
+    if len(emb) < MIN_WINDOWS:
+        raise ClipTooShortError(
+            f"{emb_path}: only {len(emb)} windows, the analysis needs at least {MIN_WINDOWS}: the clip is "
+            "too short (a shorter --stride-s when encoding gives more windows)"
+        )
     if np.any(np.linalg.norm(emb, axis=1) == 0):
         raise InputError(f"{emb_path}: a window's embedding is all zeros; {RERUN}")
     ts = _load_array(ts_path)
@@ -114,6 +125,8 @@ def load_clip(emb_path: Path) -> tuple[np.ndarray, np.ndarray, dict[str, Any] | 
             meta = json.loads(meta_path.read_text())
         except (OSError, ValueError) as exc:
             raise InputError(f"{meta_path}: not valid JSON ({exc}); delete it or {RERUN}") from exc
+        if not isinstance(meta, dict):
+            raise InputError(f"{meta_path}: expected a JSON object; delete it or {RERUN}")
     return emb.astype(np.float32, copy=False), ts.astype(np.float64), meta
 
 
@@ -229,8 +242,17 @@ def analyze_clips_jointly(
 ) -> dict[str, Any]:
     """Analyse several clips of one worker together; per-clip outputs plus joint_analysis.json/.png."""
     params = params or StructureParams()
-    paths = [Path(p) for p in emb_paths]
-    clips = [load_clip(p) for p in paths]  # every input checked before anything is written
+    paths, clips, left_out = [], [], []
+    for path in map(Path, emb_paths):  # every input checked before anything is written
+        try:
+            clips.append(load_clip(path))
+            paths.append(path)
+        except ClipTooShortError as err:
+            if len(emb_paths) == 1:
+                raise
+            left_out.append(f"{err}; left out of the analysis")
+    if not clips:
+        raise InputError(f"every clip is too short to analyse ({left_out[0]})")
     if len({emb.shape[1] for emb, _, _ in clips}) != 1:
         dims = ", ".join(f"{p.name}: {emb.shape[1]}" for p, (emb, _, _) in zip(paths, clips, strict=True))
         raise InputError(f"embedding dimensions differ ({dims}); encode all clips with the same model")
@@ -259,6 +281,7 @@ def analyze_clips_jointly(
             for cycle in clip_cycles
         ],
         "cycle_duration_s": duration_summary([c for clip_cycles in joint.cycles for c in clip_cycles]),
+        "left_out": left_out,  # clips too short to analyse, one line each
         "params": dataclasses.asdict(params),
     }
     joint_record = json_safe(joint_record)
@@ -311,16 +334,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         emb_paths = find_embeddings(args.paths)
         if args.joint:
             result = analyze_clips_jointly(emb_paths, args.out, params)
+            for line in result["left_out"]:
+                print(f"warning: {line}", file=sys.stderr)
             for clip in result["per_clip"]:
                 print(f"{clip_stem(Path(clip['source']))}: {clip['n_windows']} windows, {clip['summary']}")
                 print("  " + "  ".join(clip["outputs"].values()))
             print(f"joint: {len(result['matches'])} cross-clip matches")
             print("  " + "  ".join(result["outputs"].values()))
             return 0
+        usable = []
         for path in emb_paths:  # check every input before writing anything
-            load_clip(path)
+            try:
+                load_clip(path)
+                usable.append(path)
+            except ClipTooShortError as err:
+                if len(emb_paths) == 1:
+                    raise
+                print(f"warning: {err}; left out of the analysis", file=sys.stderr)
+        if not usable:
+            raise InputError(f"every clip of {', '.join(map(str, args.paths))} is too short to analyse")
         records = []
-        for path in emb_paths:
+        for path in usable:
             result = analyze_clip(path, args.out, params)
             print(f"{clip_stem(path)}: {result['n_windows']} windows, {result['summary']}")
             print("  " + "  ".join(result["outputs"].values()))

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from huggingface_hub.utils import logging as hub_logging
 from transformers import AutoConfig, AutoModel, VJEPA2VideoProcessor
 from transformers.utils import logging as hf_logging
 
@@ -172,6 +173,7 @@ def load_encoder(model_id: str, device: str = "auto", dtype: str = "auto", compi
     processor's crop size differs from the model's crop size (RoPE positions come from config.crop_size).
     """
     hf_logging.disable_progress_bar()
+    hub_logging.set_verbosity_error()  # its retry lines: the ModelError below says it all
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
     if _looks_local(model_id) and not (Path(model_id).expanduser() / "config.json").is_file():

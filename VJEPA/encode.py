@@ -29,7 +29,7 @@ import numpy as np
 from egoclean.cli import EXIT_ERROR, run_main
 from egoclean.config import HelpFormatter, add_options, from_args, validate
 from egoclean.errors import EgoCleanError, InputError, VideoError
-from egoclean.files import save_npy, write_json
+from egoclean.files import check_writable, save_npy, write_json
 from egoclean.hwdecode import iter_rgb_tensors, pick_decoder
 from egoclean.layout import DEFAULT_FOLDER, embedding_paths, list_clips
 from egoclean.progress import Progress, terminal_progress
@@ -80,7 +80,7 @@ def outputs_match(paths: tuple[Path, Path, Path], expected: dict[str, object]) -
         written = json.loads(paths[2].read_text())
     except (OSError, json.JSONDecodeError):
         return False
-    return all(written.get(key) == expected[key] for key in RESUME_KEYS)
+    return isinstance(written, dict) and all(written.get(key) == expected[key] for key in RESUME_KEYS)
 
 
 def clip_facts(video_path: Path, info: VideoInfo, encoder: Encoder, settings: EncodeSettings) -> dict:
@@ -320,8 +320,12 @@ def encode_clips(
     """Embed every clip (the model loaded once); returns the results and one error line per failed clip.
     A clip that fails does not stop the others."""
     progress = progress or Progress()
+    if out_dir is not None:
+        check_writable(out_dir)  # before the model loads and the first clip is embedded
     if encoder is None:
         encoder = load_encoder_for(settings)
+    if settings.decode == "cuda" and encoder.device.type != "cuda":
+        pick_clip_decoder(Path(), settings.decode, encoder)  # the setting's one-line error, once
     kind = "random-init stand-in" if encoder.random_init else "checkpoint"
     progress.log(
         f"model {settings.model} ({kind}) on {encoder.device}, {str(encoder.dtype).removeprefix('torch.')}"
@@ -385,7 +389,8 @@ def main(argv: list[str] | None = None) -> int:
         clips = find_clips(args.inputs)
         _, failures = encode_clips(clips, settings, args.out, progress)
         if failures and len(clips) > 1:
-            progress.error(f"{len(failures)} of {len(clips)} clips failed (see above); the others are done")
+            rest = "; the others are done" if len(failures) < len(clips) else ""
+            progress.error(f"{len(failures)} of {len(clips)} clips failed (see above){rest}")
         return EXIT_ERROR if failures else 0
 
     return run_main(body)

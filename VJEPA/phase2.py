@@ -51,6 +51,8 @@ def run_phase2(
     emb_paths = [r.emb_path for r in encoded]
     params = params or StructureParams()
     analysis = analyze_clips_jointly(emb_paths, None, params)
+    for line in analysis["left_out"]:
+        progress.log(f"warning: {line}")
     outputs = [Path(analysis["outputs"]["report"])]
     for clip in analysis["per_clip"]:
         outputs += [Path(clip["outputs"]["png"]), Path(clip["outputs"]["json"])]

@@ -364,7 +364,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def body() -> int:
         records, joint = read_folder(args.folder)
-        print(write_report(args.folder, records, joint))
+        try:
+            print(write_report(args.folder, records, joint))
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as err:  # hand-edited, or old
+            raise InputError(
+                f"{args.folder}: an analysis file there is not one analyze.py wrote "
+                f"({err.__class__.__name__}: {err}); rerun python VJEPA/analyze.py {args.folder} --joint"
+            ) from err
         return 0
 
     return run_main(body)

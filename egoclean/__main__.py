@@ -2,6 +2,10 @@
 
 import sys
 
-from egoclean.run import main
+try:
+    from egoclean.run import main  # torch, matplotlib, PyAV: seconds of imports a Ctrl-C may cut short
+except KeyboardInterrupt:
+    print("interrupted before anything started; nothing was written", file=sys.stderr)
+    sys.exit(130)
 
 sys.exit(main())

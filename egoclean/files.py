@@ -55,10 +55,12 @@ def atomic_output(final: str | Path) -> Iterator[Path]:
         yield tmp
         os.replace(tmp, final)
     except OSError as err:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # e.g. NotADirectoryError: final's folder is a file
+            tmp.unlink(missing_ok=True)
         raise output_error(final, err) from err
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
         raise
 
 
@@ -82,6 +84,9 @@ def output_error(path: Path, err: OSError, needed_bytes: int | None = None) -> O
         )
     if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return OutputError(f"{path.parent}: cannot write there ({err.strerror}); choose another --out folder")
+    if err.errno in (errno.EEXIST, errno.ENOTDIR):  # a file sits where a folder has to be
+        blocker = next((p for p in (path, *path.parents) if p.is_file()), path.parent)
+        return OutputError(f"{blocker}: is a file, but a folder is needed there; choose another --out folder")
     return OutputError(f"{path}: cannot write ({err.strerror or err}); check the folder and the disk")
 
 

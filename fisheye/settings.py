@@ -20,6 +20,16 @@ DEFAULT_CLIPS = "00001,00002"  # the seed's proof-of-concept clips
 PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 
 
+DEFAULT_ENV_FILE = Path(".env")
+
+
+def _env_file_problem(path: Path) -> str | None:
+    # .env may well be absent (no token: the sample runs); a file named by hand must be there
+    if Path(path) != DEFAULT_ENV_FILE and not Path(path).is_file():
+        return "no such file; give the file that holds HF_KEY=hf_... (or leave --env-file out)"
+    return None
+
+
 def _worker_problem(text: str) -> str | None:
     try:
         WorkerRef.parse(text)
@@ -89,7 +99,9 @@ class Phase1Settings:
         high=128,
         metavar="N",
     )
-    env_file: Path = setting(Path(".env"), "where to look for HF_KEY or HF_TOKEN", metavar="FILE")
+    env_file: Path = setting(
+        DEFAULT_ENV_FILE, "where to look for HF_KEY or HF_TOKEN", metavar="FILE", check=_env_file_problem
+    )
 
     @property
     def worker_ref(self) -> WorkerRef:

@@ -33,8 +33,9 @@ from huggingface_hub.errors import (
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
+from huggingface_hub.utils import logging as hub_logging
 
-from egoclean.errors import AuthError, CalibrationError, EgoCleanError, FetchError
+from egoclean.errors import AuthError, CalibrationError, EgoCleanError, FetchError, SettingError
 from egoclean.files import output_error, output_errors
 from fisheye.dataset import CALIBRATION_FILE, REPO_ID, WorkerRef, sort_shards
 
@@ -204,6 +205,9 @@ class HubSource(ShardSource):
         self.revision = revision
         self.endpoint = endpoint.rstrip("/") if endpoint else None
         self._api = HfApi(endpoint=self.endpoint, token=self.token or False)
+        # huggingface_hub logs each retry of a failing request ("Retrying in 1s [Retry 1/5]"): the error
+        # it ends in is ours to say, in one line
+        hub_logging.set_verbosity_error()
         self._listings: dict[WorkerRef, dict[str, int]] = {}  # shard name -> size, per worker
         self._downloads: dict[Path, tuple[Path, str]] = {}  # local file -> (download root, path in repo)
 
@@ -456,7 +460,13 @@ def resolve_token(env_file: Path | None = Path(".env")) -> str | None:
         if value := os.environ.get(name, "").strip():
             return value
     if env_file is not None and Path(env_file).is_file():
-        values = dotenv.dotenv_values(env_file)
+        try:
+            values = dotenv.dotenv_values(env_file)
+        except (UnicodeDecodeError, OSError) as err:
+            raise SettingError(
+                f"{env_file}: not a readable text file of NAME=value lines ({err.__class__.__name__}); "
+                "fix it, or pass --env-file another file"
+            ) from err
         for name in TOKEN_NAMES:
             if value := (values.get(name) or "").strip():
                 return value

@@ -135,6 +135,10 @@ def _corrupt(folder: Path, case: str) -> list[str]:
         _write_clip(folder, "bad", emb[:, 0], ts)
     elif case == "unsorted":
         _write_clip(folder, "bad", emb, ts[::-1].copy())
+    elif case == "sidecar_not_an_object":  # valid JSON, but a list: once an AttributeError traceback
+        _write_clip(folder, "bad", emb, ts, meta=[1, 2])  # type: ignore[arg-type]
+    elif case == "complex":
+        _write_clip(folder, "bad", emb.astype(np.complex64), ts)
     elif case == "no_emb_in_folder":
         empty = folder / "empty"
         empty.mkdir()
@@ -144,7 +148,18 @@ def _corrupt(folder: Path, case: str) -> list[str]:
 
 @pytest.mark.parametrize(
     "case",
-    ["missing", "missing_ts", "empty", "nan", "mismatched", "wrong_dim", "unsorted", "no_emb_in_folder"],
+    [
+        "missing",
+        "missing_ts",
+        "empty",
+        "nan",
+        "mismatched",
+        "wrong_dim",
+        "unsorted",
+        "sidecar_not_an_object",
+        "complex",
+        "no_emb_in_folder",
+    ],
 )
 def test_bad_input_is_one_line_and_writes_nothing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str
@@ -223,3 +238,54 @@ def test_cycle_table_in_clip_and_joint_json(tmp_path: Path) -> None:
     joint = json.loads((tmp_path / "joint_analysis.json").read_text())
     assert {c["clip"] for c in joint["cycles"]} == {"a", "b"}
     assert joint["cycle_duration_s"]["n"] == len(joint["cycles"])
+
+
+@pytest.mark.parametrize("joint", [False, True])
+def test_a_clip_too_short_to_analyse_is_left_out_and_the_others_analysed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], joint: bool
+) -> None:
+    """A 3-second clip (2 windows) once stopped the analysis of every clip in its folder, on every rerun."""
+    for index in (1, 2):
+        _write_clip(
+            tmp_path, f"clip_{index}", se.periodic(120, 64, 10.0, 1.0, seed=index), se.timestamps(120)
+        )
+    _write_clip(tmp_path, "clip_3", se.pure_noise(2, 64, seed=3), se.timestamps(2))
+    assert cli.main([str(tmp_path), *(["--joint"] if joint else [])]) == 0
+    err = capsys.readouterr().err
+    assert "warning: " in err and "clip_3_emb.npy: only 2 windows" in err and "left out" in err
+    assert (tmp_path / "clip_1_analysis.json").is_file() and (tmp_path / "clip_2_analysis.json").is_file()
+    assert not (tmp_path / "clip_3_analysis.json").exists()
+    if joint:
+        left_out = json.loads((tmp_path / "joint_analysis.json").read_text())["left_out"]
+        assert len(left_out) == 1 and "clip_3" in left_out[0]
+
+
+def test_a_clip_too_short_on_its_own_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = _write_clip(tmp_path, "clip_3", se.pure_noise(2, 64, seed=3), se.timestamps(2))
+    assert cli.main([str(path)]) == 2
+    line = capsys.readouterr().err.strip()
+    assert line.startswith("error: ") and "only 2 windows" in line and "--stride-s" in line
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda r: r | {"anomalies": [{"start": 1}]},
+        lambda r: r | {"anomalies": "oops"},
+        lambda r: r | {"stride_s": "abc"},
+        lambda r: r | {"encoder": "x"},
+    ],
+)
+def test_the_report_of_a_hand_edited_analysis_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], damage
+) -> None:
+    from VJEPA import report
+
+    _write_clip(tmp_path, "clip_1", se.periodic(120, 64, 10.0, 1.0, seed=1), se.timestamps(120))
+    assert cli.main([str(tmp_path)]) == 0
+    path = tmp_path / "clip_1_analysis.json"
+    path.write_text(json.dumps(damage(json.loads(path.read_text()))))
+    capsys.readouterr()
+    assert report.main([str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("\n") == 1 and "rerun python VJEPA/analyze.py" in err

@@ -291,3 +291,39 @@ def test_out_of_memory_is_one_line_that_names_a_batch_size_that_fits(test_clip, 
     assert code == 2 and "Traceback" not in err
     assert "ran out of memory on a batch of 2 window(s)" in err and "--batch-size 1" in err
     assert not list(tmp_path.glob("*_emb.npy"))
+
+
+def test_a_decode_setting_the_model_cannot_take_is_said_once_before_any_clip(
+    test_clip, tiny_model_dir, tmp_path, capsys
+):
+    """--decode cuda with the model on the CPU was once refused clip by clip, then summed up as "2 of 2
+    clips failed ...; the others are done"."""
+    shutil.copy(test_clip, tmp_path / "rectified_clip_2.mp4")
+    shutil.copy(test_clip, tmp_path / "rectified_clip_1.mp4")
+    argv = [
+        str(tmp_path),
+        "--model",
+        str(tiny_model_dir),
+        "--window",
+        "8",
+        "--device",
+        "cpu",
+        "--decode",
+        "cuda",
+    ]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --decode cuda: the model is on cpu"), err
+
+
+def test_an_out_folder_that_is_a_file_is_one_line_before_the_model_loads(test_clip, tmp_path, capsys):
+    blocker = tmp_path / "afile"
+    blocker.write_text("not a folder")
+    # no --model: the default Hub model cannot load here, so reaching it would be another error
+    assert main([str(test_clip), "--out", str(blocker / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert (
+        len(err) == 1
+        and err[0]
+        == f"error: {blocker}: is a file, but a folder is needed there; choose another --out folder"
+    ), err

@@ -14,6 +14,8 @@ import json
 import os
 import shutil
 import socket
+import subprocess
+import sys
 import tarfile
 import threading
 import time
@@ -789,3 +791,41 @@ def test_a_failure_after_the_mp4_still_ends_the_one_pass_tap(
     with pytest.raises(OutputError, match=r"rectified_clip_1_preview\.jpg: cannot write"):
         pipeline.process_clip(good_clip, ctx)
     assert calls.count("push") > 0 and calls[-1] == "abort" and "finish" not in calls
+
+
+def test_an_env_file_named_by_hand_must_exist_and_be_text(tmp_path: Path) -> None:
+    """A missing --env-file once fell through to the offline sample with exit 0; a binary one raised
+    UnicodeDecodeError from python-dotenv."""
+    from egoclean.config import validate
+    from egoclean.errors import SettingError
+    from fisheye.settings import Phase1Settings
+
+    with pytest.raises(SettingError, match="no such file"):
+        validate(Phase1Settings(env_file=tmp_path / "missing.env"))
+    validate(Phase1Settings())  # the default .env may be absent: no token, the sample runs
+    binary = tmp_path / "binary.env"
+    binary.write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(SettingError, match="not a readable text file"):
+        resolve_token(binary)
+
+
+def test_no_network_is_one_line_without_the_clients_retry_lines(tmp_path: Path) -> None:
+    """huggingface_hub printed 10 lines ("Retrying in 1s [Retry 1/5]") before the one error line (seen in
+    a plain process: pytest's log capture hides them in this one)."""
+    script = f"""
+import sys
+import huggingface_hub.utils._http as http
+http.time.sleep = lambda seconds: None  # its back-off, skipped
+from fisheye.dataset import WorkerRef
+from fisheye.sources import HubSource
+try:
+    HubSource("{GOOD}", endpoint="http://127.0.0.1:9").fetch_intrinsics(
+        WorkerRef.parse("factory_001/workers/worker_001"), __import__("pathlib").Path({str(tmp_path)!r}))
+except Exception as err:
+    print(f"error: {{err}}", file=sys.stderr)
+"""
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                         cwd=Path(__file__).resolve().parents[1])  # fmt: skip
+    assert run.stderr.splitlines() == [
+        "error: cannot reach the Hub at http://127.0.0.1:9: check the network, or use --source DIR"
+    ], run.stderr
