@@ -149,10 +149,12 @@ def extract_clips(
 def verify_clip(clip: ExtractedClip) -> VideoInfo:
     """Check a clip against its sidecar (size, codec, frame size, rate, duration); return its probe."""
     expected, path = clip.sidecar, clip.video_path
-    advice = "delete it and fetch again"
+    # the extracted copy is only a temporary file: the shard it came from is what is damaged
+    origin = f"clip {clip.name} in shard {clip.shard}"
+    advice = "the shard is damaged: download it again (with --source, replace that tar)"
 
     def mismatch(field: str, want: object, found: object) -> VideoError:
-        return VideoError(f"clip {clip.name} ({path}): {field} should be {want} but is {found}; {advice}")
+        return VideoError(f"{origin}: {field} should be {want} but is {found}; {advice}")
 
     if not path.is_file():
         raise VideoError(f"clip {clip.name}: {path} does not exist; fetch it again")
@@ -162,7 +164,7 @@ def verify_clip(clip: ExtractedClip) -> VideoInfo:
     try:
         info = probe(path)
     except VideoError as err:
-        raise VideoError(f"clip {clip.name}: {err}") from err
+        raise VideoError(f"{origin}: not a readable video ({err.__cause__ or err}); {advice}") from err
     want_codec = FFMPEG_CODEC.get(expected.codec.lower(), expected.codec.lower())
     if info.codec != want_codec:
         raise mismatch("codec", f"{expected.codec} ({want_codec})", info.codec)

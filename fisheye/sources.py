@@ -89,6 +89,11 @@ class LocalSource(ShardSource):
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+        if not self.root.is_dir():
+            raise FetchError(
+                f"--source {self.root}: no such folder; give a folder laid out like the dataset "
+                "(factory_001/workers/worker_001/*.tar and intrinsics.json)"
+            )
 
     def describe(self) -> str:
         return f"local folder {self.root}"

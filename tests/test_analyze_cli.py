@@ -289,3 +289,11 @@ def test_the_report_of_a_hand_edited_analysis_is_one_line(
     assert report.main([str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and err.count("\n") == 1 and "rerun python VJEPA/analyze.py" in err
+
+
+def test_a_period_range_upside_down_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = _write_clip(tmp_path, "clip_1", se.periodic(120, 64, 10.0, 1.0, seed=1), se.timestamps(120))
+    assert cli.main([str(path), "--min-period-s", "50", "--max-period-s", "10"]) == 2  # once: rc 0, no period
+    line = capsys.readouterr().err.strip()
+    assert line.startswith("error: --max-period-s 10 is below --min-period-s 50") and "swap" in line
+    assert not _outputs(tmp_path)

@@ -673,7 +673,8 @@ def test_verify_reports_mismatch(good_clip: ExtractedClip, change: dict, field: 
     if "size_bytes" in change:
         change = {"size_bytes": good_clip.sidecar.size_bytes + 1}
     clip = replace(good_clip, sidecar=replace(good_clip.sidecar, **change))
-    with pytest.raises(VideoError, match=f"clip {clip.name} .*{field} should be .*delete it and fetch again"):
+    expected = f"clip {clip.name} in shard t.tar: {field} should be .*download it again"
+    with pytest.raises(VideoError, match=expected):
         verify_clip(clip)
 
 
@@ -687,7 +688,10 @@ def test_verify_truncated_clip(good_clip: ExtractedClip, tmp_path: Path) -> None
 def test_verify_undecodable_clip(good_clip: ExtractedClip, tmp_path: Path) -> None:
     garbage = tmp_path / "garbage.mp4"
     garbage.write_bytes(b"\x00" * good_clip.sidecar.size_bytes)  # right size, not a video
-    with pytest.raises(VideoError, match=f"clip {good_clip.name}: .*garbage.mp4"):
+    # the shard is named, not the temporary copy alone: that is what the user can replace
+    with pytest.raises(
+        VideoError, match=f"clip {good_clip.name} in shard t.tar: not a readable video .*download"
+    ):
         verify_clip(replace(good_clip, video_path=garbage))
 
 
@@ -829,3 +833,8 @@ except Exception as err:
     assert run.stderr.splitlines() == [
         "error: cannot reach the Hub at http://127.0.0.1:9: check the network, or use --source DIR"
     ], run.stderr
+
+
+def test_a_source_folder_that_does_not_exist_is_named_as_such(tmp_path: Path) -> None:
+    with pytest.raises(FetchError, match=r"--source .*nowhere: no such folder"):  # not "unknown worker"
+        LocalSource(tmp_path / "nowhere")

@@ -141,3 +141,12 @@ class StructureParams:
         600, "the similarity image is averaged down to at most this many rows", low=1
     )
     seed: int = setting(0, "random seed of the shuffles: the same input gives the same output", low=0)
+
+    def conflicts(self) -> list[str]:
+        """Settings that contradict each other (egoclean.config.validate reports the first)."""
+        if self.max_period_s < self.min_period_s:
+            return [
+                f"--max-period-s {self.max_period_s:g} is below --min-period-s {self.min_period_s:g}: no "
+                "period could ever be found; swap them"
+            ]
+        return []
