@@ -433,6 +433,7 @@ def _run_phase1(
     wanted = None if settings.clip_indices is None else set(settings.clip_indices)
     if wanted is not None and wanted <= done:
         progress.log(f"all {len(wanted)} clip(s) already rectified in {folder}; nothing to do")
+        restore_camera_record(folder, settings, source, run_id, progress)
         return update_manifest(folder, settings, described, run_id=run_id)
 
     staging, staging_lock = run_staging(folder, run_id)
@@ -472,7 +473,37 @@ def _run_phase1(
         staging_lock.release()  # its raw inputs stay for a look; the next run clears them
         raise
     remove_staging(staging, staging_lock)
+    restore_camera_record(folder, settings, source, run_id, progress)
     return manifest
+
+
+def restore_camera_record(
+    folder: Path, settings: Phase1Settings, source: ShardSource, run_id: str, progress: Progress
+) -> None:
+    """Write intrinsics.json again when it is gone or unreadable while clips are done (the clip that
+    wrote it is not redone): from the worker's calibration and the first done clip's frame size, the very
+    record that clip wrote."""
+    path = folder / CAMERA_FILE
+    try:
+        if isinstance(json.loads(path.read_text()), dict):
+            return
+    except (OSError, ValueError):
+        pass
+    records = finished_records(folder, settings)
+    if not records:
+        return
+    width, height = records[min(records)]["entry"]["source_size"]
+    staging, lock = run_staging(folder, run_id)
+    try:
+        calib = fetch_calibration(source, settings, staging)
+        calib_at_frame = calib.scaled_to(width, height)
+        camera = plausible_camera(calib_at_frame, (width, height), settings.hfov_deg)
+        with manifest_lock(folder):
+            remove_partials(path)
+            write_json(path, camera_record(calib, calib_at_frame, camera, settings))
+    finally:
+        remove_staging(staging, lock)
+    progress.log(f"{path}: missing or unreadable; written again from the worker's calibration")
 
 
 def fetch_and_extract(

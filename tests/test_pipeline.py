@@ -397,3 +397,16 @@ def test_a_failing_one_pass_tap_does_not_fail_the_clip(hub, tmp_path, at_finish)
     assert tap.aborted is not at_finish
     (line,) = errors
     assert line.startswith("rectified_clip_1.mp4: one-pass embedding failed") and "phase 2 redoes it" in line
+
+
+@pytest.mark.parametrize("damage", ["delete", "truncate"])
+def test_a_lost_intrinsics_json_is_written_again_by_a_rerun(hub, tmp_path, damage):
+    """Once a rerun with every clip done said "nothing to do" and left the folder without its camera."""
+    out = tmp_path / "data"
+    assert run_cli(hub, out, "--clips", "1,2") == 0
+    camera = out / "factory_001" / "intrinsics.json"
+    original = json.loads(camera.read_text())
+    camera.unlink() if damage == "delete" else camera.write_text("{")
+    assert run_cli(hub, out, "--clips", "1,2") == 0
+    assert json.loads(camera.read_text()) == original
+    assert not (out / "factory_001" / pipeline.STAGING_DIR).exists()
