@@ -306,6 +306,7 @@ def _opt_path(value: str | Path | None) -> Path | None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
+        allow_abbrev=False,
         prog="python VJEPA/analyze.py",
         description=__doc__.split("\n\n")[0]
         + " Reads X_emb.npy + X_ts.npy written by VJEPA/encode.py; writes a diagnostic figure, a JSON "

@@ -362,6 +362,7 @@ def encode_clips(
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
+        allow_abbrev=False,
         prog="python VJEPA/encode.py",
         description="Embed rectified clips with V-JEPA 2: one mean-pooled embedding per sliding window, "
         "written as X_emb.npy (float32 [N, D]), X_ts.npy (window start times, s) and X_emb.json.",

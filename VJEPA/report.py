@@ -353,6 +353,7 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
+        allow_abbrev=False,
         prog="python -m VJEPA.report",
         description="Write FOLDER/report.html from the analysis in FOLDER.",
         formatter_class=HelpFormatter,

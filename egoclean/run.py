@@ -57,7 +57,11 @@ environment: PYTHON (default python3), VENV (default .venv), EGOCLEAN_NO_INSTALL
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="bash run.sh", description=DESCRIPTION, epilog=EPILOG, formatter_class=HelpFormatter
+        allow_abbrev=False,
+        prog="bash run.sh",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("command", nargs="?", default="auto", choices=COMMANDS, help="what to run")
     add_options(parser.add_argument_group("phase 1 options (fetch and rectify)"), Phase1Settings)

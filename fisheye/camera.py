@@ -158,20 +158,22 @@ def parse_calibration(data: object, source: str = "intrinsics.json") -> FisheyeC
     values: dict[str, float] = {}
     for name in CALIBRATION_FIELDS:
         if name not in data:
-            raise CalibrationError(
-                f"{source}: field '{name}' is missing; download the worker's intrinsics.json again"
-            )
+            raise CalibrationError(f"{source}: field '{name}' is missing; {REFETCH}")
         value = data[name]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise CalibrationError(f"{source}: field '{name}' must be a finite number, got {value!r}")
+            raise CalibrationError(
+                f"{source}: field '{name}' must be a finite number, got {value!r}; {REFETCH}"
+            )
         values[name] = float(value)
     for name in ("image_width", "image_height", "fx", "fy"):
         if values[name] <= 0:
-            raise CalibrationError(f"{source}: field '{name}' must be positive, got {values[name]}")
+            raise CalibrationError(
+                f"{source}: field '{name}' must be positive, got {values[name]}; {REFETCH}"
+            )
     for name in ("image_width", "image_height"):
         if values[name] != int(values[name]):
             raise CalibrationError(
-                f"{source}: field '{name}' must be a whole number of pixels, got {values[name]}"
+                f"{source}: field '{name}' must be a whole number of pixels, got {values[name]}; {REFETCH}"
             )
     calib = FisheyeCalibration(
         width=int(values["image_width"]),
@@ -196,12 +198,13 @@ def parse_calibration(data: object, source: str = "intrinsics.json") -> FisheyeC
             )
     if not 0.5 <= calib.fx / calib.fy <= 2.0:
         raise CalibrationError(
-            f"{source}: fx / fy is {calib.fx / calib.fy:.3g}; real pixels are close to square (0.5 to 2)"
+            f"{source}: fx / fy is {calib.fx / calib.fy:.3g}; real pixels are close to square (0.5 to 2): "
+            f"{REFETCH}"
         )
     if not (0 <= calib.cx < calib.width and 0 <= calib.cy < calib.height):
         raise CalibrationError(
             f"{source}: principal point ({calib.cx}, {calib.cy}) lies outside the "
-            f"{calib.width}x{calib.height} image"
+            f"{calib.width}x{calib.height} image; {REFETCH}"
         )
     if max_half_angle_rad(calib) < math.radians(20):
         raise CalibrationError(
@@ -209,6 +212,9 @@ def parse_calibration(data: object, source: str = "intrinsics.json") -> FisheyeC
             "the calibration is broken"
         )
     return calib
+
+
+REFETCH = "download the worker's intrinsics.json again"  # what to do about a damaged calibration
 
 
 def load_calibration(path: str | Path, origin: str | None = None) -> FisheyeCalibration:

@@ -25,7 +25,7 @@ DESCRIPTION = (
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m fisheye", description=DESCRIPTION, formatter_class=HelpFormatter
+        allow_abbrev=False, prog="python -m fisheye", description=DESCRIPTION, formatter_class=HelpFormatter
     )
     add_options(parser, Phase1Settings)
     return parser

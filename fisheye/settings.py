@@ -119,6 +119,8 @@ class Phase1Settings:
     def conflicts(self) -> list[str]:
         """Settings that contradict each other (egoclean.config.validate reports the first)."""
         software = {"libx264": "h264", "libx265": "h265"}
+        if self.sample and self.source is not None:
+            return [f"--sample runs on the built-in sample, --source names {self.source}: drop one of them"]
         if self.encoder in software and software[self.encoder] != self.codec:
             return [
                 f"--encoder {self.encoder} writes {software[self.encoder]}, but --codec is {self.codec}: "
