@@ -29,7 +29,7 @@ import numpy as np
 from egoclean.cli import EXIT_ERROR, run_main
 from egoclean.config import HelpFormatter, add_options, from_args, validate
 from egoclean.errors import EgoCleanError, InputError, VideoError
-from egoclean.files import check_writable, save_npy, write_json
+from egoclean.files import check_can_create, save_npy, write_json
 from egoclean.hwdecode import iter_rgb_tensors, pick_decoder
 from egoclean.layout import DEFAULT_FOLDER, embedding_paths, list_clips
 from egoclean.progress import Progress, terminal_progress
@@ -321,7 +321,7 @@ def encode_clips(
     A clip that fails does not stop the others."""
     progress = progress or Progress()
     if out_dir is not None:
-        check_writable(out_dir)  # before the model loads and the first clip is embedded
+        check_can_create(out_dir)  # before the model loads and the first clip is embedded
     if encoder is None:
         encoder = load_encoder_for(settings)
     if settings.decode == "cuda" and encoder.device.type != "cuda":

@@ -120,6 +120,18 @@ def check_writable(folder: Path) -> None:
         raise output_error(probe, err) from err
 
 
+def check_can_create(folder: Path) -> None:
+    """Fail early if `folder` could not be made or written, without making it (nothing is left behind if
+    the run then fails for another reason): its nearest existing ancestor must be a writable folder."""
+    existing = next(p for p in (Path(folder), *Path(folder).parents) if p.exists() or p == p.parent)
+    if not existing.is_dir():
+        raise OutputError(f"{existing}: is a file, but a folder is needed there; choose another --out folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputError(
+            f"{existing}: cannot write there (no permission, or a read-only disk); choose another --out"
+        )
+
+
 def check_free_space(folder: Path, needed_bytes: int, what: str) -> None:
     free = shutil.disk_usage(folder).free
     if free < needed_bytes:
