@@ -8,9 +8,7 @@ the stills are real decodes), then loads the page in the system Chromium and pri
 the report, the page size, the time until the page is interactive, and the time to scroll through every
 clip (each one drawn as it comes into view).
 
-Measured on 2 shared CPU cores (Debian chromium, headless, 1280 x 900): report.html 3.0 MB; write_report
-5.3 s with the 100 stills decoded, 1.0 s with them cached; interactive (first clip drawn) 340-620 ms,
-DOMContentLoaded 110-240 ms; scrolling through all 50 clips 2.0-3.0 s; no console error.
+Measured numbers: bench/RESULTS.md, "The report of a big worker".
 """
 
 from __future__ import annotations
