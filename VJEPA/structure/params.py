@@ -79,7 +79,7 @@ class StructureParams:
         choices=("recurrence", "nearest"),
     )
     anomaly_max_places: int = setting(
-        3,
+        4,  # parts fetched every ~5 minutes of a 20-minute clip are still events, not the routine
         "recurrence rule: content seen in at most this many separate places (its own included) is rare",
         low=1,
     )
