@@ -44,6 +44,16 @@ def test_grid_baseline_loses_jittered_cycles() -> None:
     assert _f1(tracked.boundaries_s, truth, 1.0) > _f1(grid.boundaries_s, truth, 1.0)
 
 
+@pytest.mark.parametrize("period_s", [4.0, 5.0])
+def test_short_cycles_whose_length_varies_get_their_own_period(period_s: float) -> None:
+    """A comb over every multiple up to the largest lag drowned the true period once r(kP) faded with the
+    jitter: 5 s cycles with 25% jitter read as 64 s."""
+    for seed in (650, 651):
+        emb, starts = se.jittered_cycles(1200, 256, period_s, 0.25, 1.0, seed=seed)
+        found = analyze(emb, se.timestamps(len(emb))).period.period_s
+        assert found == pytest.approx(np.mean(np.diff(starts)), rel=0.05), (seed, found)
+
+
 def test_cycles_of_discrete_sub_actions_are_counted_whole() -> None:
     """Real work cycles are sub-actions (pick, press, place), each change as abrupt as a cycle start. The
     tracker once took a start at many of them: 60 s cycles read as 45 s. Which sub-action opens the cycle

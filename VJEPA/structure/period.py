@@ -23,7 +23,8 @@ def period_lag_range(n_windows: int, stride_s: float, params: StructureParams) -
 
 @dataclass(frozen=True)
 class Comb:
-    """H(P) = mean_k r(kP) - mean_k r((k-1/2)P) for a grid of P, as one weighted sum over r.
+    """H(P) = mean_k r(kP) - mean_k r((k-1/2)P), k = 1..COMB_MULTIPLES (and kP within the lags), for a
+    grid of P, as one weighted sum over r.
 
     Every (P, k) term reads r by linear interpolation at a fractional lag; the interpolation weights are
     computed once, so evaluating H for the data and each surrogate is a few vectorised operations.
@@ -37,7 +38,7 @@ class Comb:
     @classmethod
     def build(cls, lag_min: float, lag_max: float, max_lag: int) -> Comb:
         periods = np.arange(lag_min, lag_max + 1e-9, COMB_STEP_WINDOWS)
-        counts = (max_lag // periods).astype(int)
+        counts = np.minimum(max_lag // periods, COMB_MULTIPLES).astype(int)
         candidate = np.repeat(np.arange(len(periods)), counts)
         k = np.arange(len(candidate)) - np.repeat(np.cumsum(counts) - counts, counts) + 1
         lags = np.stack([k * periods[candidate], (k - 0.5) * periods[candidate]], axis=1)
@@ -51,6 +52,10 @@ class Comb:
 
 
 COMB_STEP_WINDOWS = 0.05  # candidate period grid; 0.05 * (number of multiples) stays well under a window
+# Multiples of a candidate period the comb reads. When cycle lengths vary, r(kP) fades after a few cycles:
+# averaged over every multiple up to the largest lag (~200 for a 5 s period in 20 minutes), the true
+# period drowned and 5 s cycles with 25% jitter read as 64 s (bench/RESULTS.md, phase 2b validation).
+COMB_MULTIPLES = 4
 
 
 def gumbel_cdf(value: float, null: np.ndarray) -> float:
@@ -104,7 +109,10 @@ def detect_period(
     if 0 < best < len(contrast) - 1:
         left, mid, right = contrast[best - 1 : best + 2]
         if left - 2 * mid + right < 0:
-            lag += 0.5 * (left - right) / (left - 2 * mid + right) * COMB_STEP_WINDOWS
+            # the vertex lies within half a step of the best point (mid >= left, right); clipped, since a
+            # nearly flat top (curvature ~1e-17) would put it anywhere
+            offset = 0.5 * (left - right) / (left - 2 * mid + right)
+            lag += float(np.clip(offset, -0.5, 0.5)) * COMB_STEP_WINDOWS
     reliable = confidence >= 1.0 - params.period_alpha and float(np.interp(lag, np.arange(len(r)), r)) > 0
     period_s = lag * stride_s if reliable else None
     null_std = float(null.std(ddof=1)) if len(null) > 1 else 0.0
