@@ -205,3 +205,15 @@ def test_rejects_bad_arrays() -> None:
     bad[3, 2] = np.nan
     with pytest.raises(ValueError):
         analyze(bad, ts)
+
+
+def test_a_score_that_only_falls_from_where_it_is_defined_has_no_peak_there() -> None:
+    """The first defined sample once counted as a peak (the undefined ones before it read as -inf), so a
+    clip whose change score falls from its start got a change point at the start."""
+    from VJEPA.structure.signals import robust_peaks
+
+    rng = np.random.default_rng(0)
+    signal = np.r_[[np.nan] * 5, np.linspace(0.05, 0.004, 20), 0.004 + rng.normal(0, 1e-4, 30), [np.nan] * 5]
+    assert list(robust_peaks(signal, 3.5, 30, 0.01)[0]) == []
+    signal[40] = 0.2  # a real peak inside is still found
+    assert list(robust_peaks(signal, 3.5, 30, 0.01)[0]) == [40]

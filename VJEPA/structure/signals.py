@@ -152,9 +152,16 @@ def robust_peaks(
     (indices, threshold)."""
     median, sigma = robust_location_scale(signal)
     threshold = median + max(robust_z * sigma, min_rise)
-    filled = np.where(np.isfinite(signal), signal, -np.inf)
-    peaks, _ = find_peaks(filled, height=threshold, distance=max(int(min_gap_windows), 1))
-    return peaks, threshold
+    finite = np.isfinite(signal)
+    peaks, _ = find_peaks(np.where(finite, signal, -np.inf), height=threshold)
+    # the first or last defined sample is an edge, as the array's ends are to find_peaks: a score that
+    # only falls from where it is first defined has no peak there
+    peaks = peaks[finite[peaks - 1] & finite[peaks + 1]]
+    kept: list[int] = []  # then, highest first, no two peaks closer than min_gap (find_peaks' distance)
+    for peak in sorted(peaks, key=lambda i: -signal[i]):
+        if all(abs(peak - other) >= max(int(min_gap_windows), 1) for other in kept):
+            kept.append(int(peak))
+    return np.array(sorted(kept), dtype=np.int64), threshold
 
 
 def runs(mask: np.ndarray) -> list[tuple[int, int]]:
