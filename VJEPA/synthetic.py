@@ -124,6 +124,36 @@ WINDOW_S = 64 / 30  # one V-JEPA 2 window: 64 frames at 30 fps
 SAMPLES_PER_S = 10  # content resolution of `phased_cycles` before it is pooled into windows
 
 
+def _pooled_windows(samples: np.ndarray, n: int) -> np.ndarray:
+    """[>= (n - 1) * 10 + 21, D] content at 10 samples/s -> [n, D]: the mean over each 2.13 s window, one
+    window a second (the encoder's 64-frame windows at a 1 s stride)."""
+    per_window = round(WINDOW_S * SAMPLES_PER_S)
+    sums = np.concatenate([np.zeros((1, samples.shape[1])), np.cumsum(samples, axis=0)])
+    first = np.arange(n) * SAMPLES_PER_S
+    return (sums[first + per_window] - sums[first]) / per_window
+
+
+def activity_sequence(
+    n: int, dim: int, n_activities: int, noise: float, seed: int, min_s: float = 5.0, max_s: float = 40.0
+) -> np.ndarray:
+    """No cycle: activities drawn at random (with repeats) from a pool of `n_activities`, each lasting
+    U(min_s, max_s) seconds, each a posture with a slow motion inside it (as `phased_cycles`' sub-actions),
+    pooled into windows the same way. Work without a rhythm (maintenance, setting up), which must get no
+    period however much its activities recur."""
+    rng = np.random.default_rng(seed)
+    prototypes = np.stack([_unit(rng, dim) for _ in range(n_activities)])
+    motions = np.stack([_unit(rng, dim) for _ in range(n_activities)]) * 0.35
+    n_samples = (n - 1) * SAMPLES_PER_S + round(WINDOW_S * SAMPLES_PER_S)
+    content, total = [], 0
+    while total < n_samples:
+        which, count = int(rng.integers(n_activities)), round(rng.uniform(min_s, max_s) * SAMPLES_PER_S)
+        tau = np.linspace(0, 1, count, endpoint=False)[:, None]
+        content.append(prototypes[which] + (2 * tau - 1) * motions[which])
+        total += count
+    emb = 3.0 * _unit(rng, dim) + _pooled_windows(np.concatenate(content), n) + _noise(rng, n, dim, noise)
+    return emb.astype(np.float32)
+
+
 def phased_cycles(
     n: int,
     dim: int,
@@ -166,10 +196,7 @@ def phased_cycles(
             tau = np.linspace(0, 1, count, endpoint=False)[:, None]
             content.append(prototypes[phase] + (2 * tau - 1) * motions[phase])
             t += part
-    samples = np.concatenate(content)[round(offset) :][:n_samples]
-    sums = np.concatenate([np.zeros((1, dim)), np.cumsum(samples, axis=0)])
-    first = np.arange(n) * SAMPLES_PER_S
-    pooled = (sums[first + per_window] - sums[first]) / per_window
+    pooled = _pooled_windows(np.concatenate(content)[round(offset) :], n)
     emb = 3.0 * _unit(rng, dim) + pooled + _noise(rng, n, dim, noise)
     phase_starts_s = []
     for times in begins:

@@ -9,7 +9,8 @@ levels; slow drift (period +20% over the clip, content drifting); anomalies of 5
 anomaly seen twice (10 s and 30 s) and one seen 4 times (20 s); a task change (two different cycles);
 cycles of 4 s and 90 s, and of 5 s and 8 s with 25% jitter; cycles of 3 to 5 discrete sub-actions
 (`phased_cycles`: every sub-action change as abrupt as a cycle start; boundaries scored against the
-sub-action the method matches best); aperiodic clips (noise, random walks). Generators: VJEPA/synthetic.py.
+sub-action the method matches best); aperiodic clips (noise, random walks; and activities of 5-40 s in random
+order, `activity_sequence`). Generators: VJEPA/synthetic.py.
 
 Methods: "baseline" = the rules as they stood before issue 9 (anomaly_method=nearest, boundary_method=
 grid); "new" = the defaults (recurrence rule, tracked cycle starts). Peers (bench-only dependencies):
@@ -122,6 +123,10 @@ def build_cases(n_aperiodic: int) -> list[Case]:
             family = f"{phases}-phase cycles {period:.0f} s, jitter {jitter:.0%}"
             truth = _truth_period(by_phase[0])
             cases.append(Case(family, emb, truth, boundary_options=by_phase, normal=True))
+    for n_activities in (4, 8, 16):  # no cycle, but activities of 5-40 s that recur in random order
+        for seed in range(4):
+            emb = se.activity_sequence(1200, DIM, n_activities, 0.7, seed=900 + seed)
+            cases.append(Case("activities in random order", emb, aperiodic=True))
     rng = np.random.default_rng(7)
     for k in range(n_aperiodic):
         if k % 2 == 0:

@@ -44,6 +44,14 @@ def test_grid_baseline_loses_jittered_cycles() -> None:
     assert _f1(tracked.boundaries_s, truth, 1.0) > _f1(grid.boundaries_s, truth, 1.0)
 
 
+@pytest.mark.parametrize(("n_activities", "seed"), [(4, 903), (8, 906), (16, 904)])
+def test_work_without_a_rhythm_gets_no_period(n_activities: int, seed: int) -> None:
+    """Activities of 5-40 s in random order (maintenance, setting up): a 3 s shuffle kept none of their slow
+    structure in the null, so their recurrences read as a 66-85 s period."""
+    emb = se.activity_sequence(1200, 256, n_activities, 0.7, seed=seed)
+    assert analyze(emb, se.timestamps(len(emb))).period.period_s is None
+
+
 @pytest.mark.parametrize("period_s", [4.0, 5.0])
 def test_short_cycles_whose_length_varies_get_their_own_period(period_s: float) -> None:
     """A comb over every multiple up to the largest lag drowned the true period once r(kP) faded with the

@@ -56,6 +56,7 @@ COMB_STEP_WINDOWS = 0.05  # candidate period grid; 0.05 * (number of multiples) 
 # averaged over every multiple up to the largest lag (~200 for a 5 s period in 20 minutes), the true
 # period drowned and 5 s cycles with 25% jitter read as 64 s (bench/RESULTS.md, phase 2b validation).
 COMB_MULTIPLES = 4
+SLOW_BLOCK_S = 15.0  # longest surrogate block, seconds (detect_period)
 
 
 def gumbel_cdf(value: float, null: np.ndarray) -> float:
@@ -96,7 +97,11 @@ def detect_period(
     statistic = float(contrast[best])
 
     rng = np.random.default_rng(params.seed)
-    block = max(1, round(params.surrogate_block_s / stride_s))
+    # Blocks as long as half the period found (at least surrogate_block_s, at most SLOW_BLOCK_S): the null
+    # then keeps the slow structure of activities that last tens of seconds, which a 3 s shuffle destroyed
+    # (so any slow recurrence read as a period), and still breaks every cycle of the period tested.
+    block_s = min(max(params.surrogate_block_s, 0.5 * comb.periods[best] * stride_s), SLOW_BLOCK_S)
+    block = max(1, round(block_s / stride_s))
     starts = np.arange(0, len(x), block)
     null = np.empty(params.n_surrogates)
     for s in range(params.n_surrogates):
