@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 
 from egoclean.config import setting
-from egoclean.hwdecode import DECODE_MODES
+from egoclean.hwdecode import decode_setting
 
 DEFAULT_MODEL = "facebook/vjepa2-vitl-fpc64-256"  # ViT-L, 1024-d, 64-frame clips at 256 px
 CROP_MODES = ("center", "three")
@@ -72,11 +72,6 @@ class EncodeSettings:
         "center: the processor's centre crop; three: left, centre and right crops, embeddings averaged",
         choices=CROP_MODES,
     )
-    decode: str = setting(
-        "cpu",
-        "where to decode the clips: cpu; cuda = NVDEC, frames stay on the GPU up to the model (needs "
-        "--device cuda); auto = cuda when the model is on a GPU and NVDEC works, else cpu",
-        choices=DECODE_MODES,
-    )
+    decode: str = decode_setting()
     compile: bool = setting(False, "torch.compile the encoder: slower start, faster steady state (GPU)")
     force: bool = setting(False, "recompute even if outputs match the settings")

@@ -24,10 +24,23 @@ from typing import Any
 import av
 import av.codec.hwaccel
 
+from egoclean.config import setting
 from egoclean.errors import VideoError
 from egoclean.video import Frame, decode
 
 DECODE_MODES = ("auto", "cpu", "cuda")
+
+
+def decode_setting() -> Any:
+    """The --decode setting: one definition for phase 1's and phase 2's settings (each class needs a field
+    of its own, so this makes a new one per call)."""
+    return setting(
+        "cpu",
+        "where to decode the clips: cpu; cuda = NVDEC, frames stay on the GPU (phase 1 remaps them there; "
+        "phase 2 hands them to a model on the GPU: --device cuda); auto = cuda where it works and pays "
+        "(for phase 2: the model is on a GPU), else cpu",
+        choices=DECODE_MODES,
+    )
 
 
 def cuda_hwaccel() -> av.codec.hwaccel.HWAccel:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from egoclean.config import setting
-from egoclean.hwdecode import DECODE_MODES
+from egoclean.hwdecode import decode_setting
 from egoclean.layout import DEFAULT_OUT
 from fisheye.dataset import WorkerRef, parse_clip_selection
 from fisheye.rectify import ENCODER_CHOICES, EncoderSettings
@@ -78,12 +78,7 @@ class Phase1Settings:
         18, "x264/x265 constant rate factor: 0 is lossless, lower is better", low=0, high=51, metavar="N"
     )
     preset: str = setting("veryfast", "x264/x265 speed preset", choices=PRESETS)
-    decode: str = setting(
-        "cpu",
-        "where to decode: cpu; cuda = NVDEC, frames stay on the GPU (remapped there by torch; with run.sh, "
-        "phase 2 hands them to the model there too); auto = cuda where it works, else cpu",
-        choices=DECODE_MODES,
-    )
+    decode: str = decode_setting()
     encoder: str = setting(
         "auto",
         "auto = NVENC when frames are decoded on a GPU that has it (RTX 3090, not H100/H200), else "

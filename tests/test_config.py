@@ -166,3 +166,18 @@ def test_encode_bad_setting_is_one_line(
     assert encode.main([str(tmp_path), *argv]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"error: {option} "), err
+
+
+def test_decode_is_one_setting_for_both_phases():
+    """Phase 1 and phase 2 both decode; `bash run.sh` shows one --decode, so the two fields must be the
+    same setting (one definition, egoclean.hwdecode.decode_setting), not two that drift apart."""
+    import dataclasses
+
+    from egoclean.config import spec_of
+    from fisheye.settings import Phase1Settings
+    from VJEPA.settings import EncodeSettings
+
+    phase1, phase2 = (
+        {f.name: f for f in dataclasses.fields(c)}["decode"] for c in (Phase1Settings, EncodeSettings)
+    )
+    assert spec_of(phase1) == spec_of(phase2) and phase1.default == phase2.default == "cpu"
