@@ -237,13 +237,13 @@ def analyze_clip(
     }
 
 
-def analyze_clips_jointly(
-    emb_paths: Sequence[str | Path], out_dir: str | Path | None = None, params: StructureParams | None = None
-) -> dict[str, Any]:
-    """Analyse several clips of one worker together; per-clip outputs plus joint_analysis.json/.png."""
-    params = params or StructureParams()
+def load_analysable(
+    emb_paths: Sequence[str | Path],
+) -> tuple[list[Path], list[tuple[np.ndarray, np.ndarray, dict[str, Any] | None]], list[str]]:
+    """(paths, load_clip of each, one line per clip left out): of several clips, one too short to analyse
+    is left out, not the folder's analysis; a single one, or every one, is the error."""
     paths, clips, left_out = [], [], []
-    for path in map(Path, emb_paths):  # every input checked before anything is written
+    for path in map(Path, emb_paths):
         try:
             clips.append(load_clip(path))
             paths.append(path)
@@ -253,6 +253,15 @@ def analyze_clips_jointly(
             left_out.append(f"{err}; left out of the analysis")
     if not clips:
         raise InputError(f"every clip is too short to analyse ({left_out[0]})")
+    return paths, clips, left_out
+
+
+def analyze_clips_jointly(
+    emb_paths: Sequence[str | Path], out_dir: str | Path | None = None, params: StructureParams | None = None
+) -> dict[str, Any]:
+    """Analyse several clips of one worker together; per-clip outputs plus joint_analysis.json/.png."""
+    params = params or StructureParams()
+    paths, clips, left_out = load_analysable(emb_paths)  # every input checked before anything is written
     if len({emb.shape[1] for emb, _, _ in clips}) != 1:
         dims = ", ".join(f"{p.name}: {emb.shape[1]}" for p, (emb, _, _) in zip(paths, clips, strict=True))
         raise InputError(f"embedding dimensions differ ({dims}); encode all clips with the same model")
@@ -343,17 +352,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"joint: {len(result['matches'])} cross-clip matches")
             print("  " + "  ".join(result["outputs"].values()))
             return 0
-        usable = []
-        for path in emb_paths:  # check every input before writing anything
-            try:
-                load_clip(path)
-                usable.append(path)
-            except ClipTooShortError as err:
-                if len(emb_paths) == 1:
-                    raise
-                print(f"warning: {err}; left out of the analysis", file=sys.stderr)
-        if not usable:
-            raise InputError(f"every clip of {', '.join(map(str, args.paths))} is too short to analyse")
+        usable, _, left_out = load_analysable(emb_paths)  # every input checked before writing anything
+        for line in left_out:
+            print(f"warning: {line}", file=sys.stderr)
         records = []
         for path in usable:
             result = analyze_clip(path, args.out, params)

@@ -207,14 +207,19 @@ def pick_clip_decoder(video_path: Path, decode: str, encoder: Encoder) -> str:
     without leaving the device), so auto picks it only then, and cuda without a GPU model is refused."""
     if decode == "cpu":
         return "cpu"
+    check_decode_setting(decode, encoder)
     if encoder.device.type != "cuda":
-        if decode == "cuda":
-            raise ModelError(
-                f"--decode cuda: the model is on {encoder.device}; NVDEC frames go to a model on the GPU "
-                "(--device cuda), or use --decode cpu"
-            )
         return "cpu"
     return pick_decoder(video_path, decode)
+
+
+def check_decode_setting(decode: str, encoder: Encoder) -> None:
+    """--decode cuda needs the model on the GPU (the NVDEC frames go straight to it)."""
+    if decode == "cuda" and encoder.device.type != "cuda":
+        raise ModelError(
+            f"--decode cuda: the model is on {encoder.device}; NVDEC frames go to a model on the GPU "
+            "(--device cuda), or use --decode cpu"
+        )
 
 
 Pushed = tuple[int, int, av.VideoFrame, Planes | None]  # index, pts, frame, its planes on the GPU or None
@@ -324,8 +329,7 @@ def encode_clips(
         check_can_create(out_dir)  # before the model loads and the first clip is embedded
     if encoder is None:
         encoder = load_encoder_for(settings)
-    if settings.decode == "cuda" and encoder.device.type != "cuda":
-        pick_clip_decoder(Path(), settings.decode, encoder)  # the setting's one-line error, once
+    check_decode_setting(settings.decode, encoder)  # once, before any clip
     kind = "random-init stand-in" if encoder.random_init else "checkpoint"
     progress.log(
         f"model {settings.model} ({kind}) on {encoder.device}, {str(encoder.dtype).removeprefix('torch.')}"

@@ -85,9 +85,12 @@ def output_error(path: Path, err: OSError, needed_bytes: int | None = None) -> O
     if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return OutputError(f"{path.parent}: cannot write there ({err.strerror}); choose another --out folder")
     if err.errno in (errno.EEXIST, errno.ENOTDIR):  # a file sits where a folder has to be
-        blocker = next((p for p in (path, *path.parents) if p.is_file()), path.parent)
-        return OutputError(f"{blocker}: is a file, but a folder is needed there; choose another --out folder")
+        return file_in_the_way(next((p for p in (path, *path.parents) if p.is_file()), path.parent))
     return OutputError(f"{path}: cannot write ({err.strerror or err}); check the folder and the disk")
+
+
+def file_in_the_way(path: Path) -> OutputError:
+    return OutputError(f"{path}: is a file, but a folder is needed there; choose another --out folder")
 
 
 @contextlib.contextmanager
@@ -125,7 +128,7 @@ def check_can_create(folder: Path) -> None:
     the run then fails for another reason): its nearest existing ancestor must be a writable folder."""
     existing = next(p for p in (Path(folder), *Path(folder).parents) if p.exists() or p == p.parent)
     if not existing.is_dir():
-        raise OutputError(f"{existing}: is a file, but a folder is needed there; choose another --out folder")
+        raise file_in_the_way(existing)
     if not os.access(existing, os.W_OK | os.X_OK):
         raise OutputError(
             f"{existing}: cannot write there (no permission, or a read-only disk); choose another --out"

@@ -148,6 +148,19 @@ def camera_record(
     }
 
 
+def write_camera_record(
+    folder: Path,
+    calib: FisheyeCalibration,
+    calib_at_frame: FisheyeCalibration,
+    camera: PinholeCamera,
+    settings: Phase1Settings,
+) -> None:
+    """intrinsics.json, under the lock that guards the folder's shared files."""
+    with manifest_lock(folder):
+        remove_partials(folder / CAMERA_FILE)
+        write_json(folder / CAMERA_FILE, camera_record(calib, calib_at_frame, camera, settings))
+
+
 def preview_image(
     fisheye_rgb: np.ndarray,
     rectified_rgb: np.ndarray,
@@ -498,9 +511,7 @@ def restore_camera_record(
         calib = fetch_calibration(source, settings, staging)
         calib_at_frame = calib.scaled_to(width, height)
         camera = plausible_camera(calib_at_frame, (width, height), settings.hfov_deg)
-        with manifest_lock(folder):
-            remove_partials(path)
-            write_json(path, camera_record(calib, calib_at_frame, camera, settings))
+        write_camera_record(folder, calib, calib_at_frame, camera, settings)
     finally:
         remove_staging(staging, lock)
     progress.log(f"{path}: missing or unreadable; written again from the worker's calibration")
@@ -664,9 +675,7 @@ def process_clip(clip: ExtractedClip, ctx: WorkerContext) -> dict:
                 if not cv2.imwrite(str(tmp), preview_image(*stats.preview_rgb, calib_at_frame, camera)):
                     raise OSError(f"could not write {tmp}")
         if first_size:  # only once an output follows it; a clip of another size records its own camera
-            with manifest_lock(folder):  # the lock that guards the folder's shared files
-                remove_partials(folder / CAMERA_FILE)
-                write_json(folder / CAMERA_FILE, camera_record(calib, calib_at_frame, camera, settings))
+            write_camera_record(folder, calib, calib_at_frame, camera, settings)
     except BaseException:  # the tap's thread would otherwise wait for frames forever, holding the model's
         if tap is not None:  # buffers (in a Ray actor, past the clip)
             tap.abort()
