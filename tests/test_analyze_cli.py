@@ -63,7 +63,7 @@ def test_script_writes_every_output(tmp_path: Path) -> None:
     assert record["encoder"] == meta
     assert all(isinstance(t, float) for t in record["boundaries_s"]) and record["boundaries_s"]
     assert all(set(r) == {"start_s", "end_s", "period_s"} for r in record["repeats"])
-    assert [set(a) for a in record["anomalies"]] == [{"start_s", "end_s", "score"}]
+    assert [set(a) for a in record["anomalies"]] == [{"start_s", "end_s", "score", "kind"}]
     assert record["params"]["min_period_s"] == 5.0 and record["params"]["seed"] == 3
     assert set(record["params"]) == set(StructureParams.__dataclass_fields__)
 

@@ -20,14 +20,25 @@ def _cycles(seed: int, jitter: float = 0.1, noise: float = 1.0) -> np.ndarray:
     return se.jittered_cycles(N, DIM, PERIOD, jitter, noise, seed=seed)[0]
 
 
-def test_distinct_places_counts_runs_against_slow_reference() -> None:
+def _runs_of(matched: list[int], gap: int) -> list[list[int]]:
+    """Sorted window indices -> runs whose consecutive members are at most `gap` apart."""
+    out: list[list[int]] = []
+    for k, j in enumerate(matched):
+        if k == 0 or j - matched[k - 1] > gap:
+            out.append([])
+        out[-1].append(j)
+    return out
+
+
+@pytest.mark.parametrize("run_gap", [2, 1])
+def test_distinct_places_counts_runs_against_slow_reference(run_gap: int) -> None:
     rng = np.random.default_rng(0)
     u = normalize_rows(rng.standard_normal((60, 6)) + 0.3)
     clip_ids = np.repeat([0, 1], [35, 25])
     ts = np.concatenate([np.arange(35.0), np.arange(25.0)])
     exclusion = np.array([4.0, 3.0])
     factor, gap = 0.4, 2
-    got = distinct_places(u, clip_ids, ts, exclusion, factor, gap, block_rows=7)
+    got = distinct_places(u, clip_ids, ts, exclusion, factor, gap, run_gap, block_rows=7)
     sim = u @ u.T
     for i in range(60):
         others = [
@@ -35,11 +46,16 @@ def test_distinct_places_counts_runs_against_slow_reference() -> None:
         ]
         best = max(sim[i, j] for j in others)
         threshold = best - factor * (best - u[i] @ u.mean(axis=0))
-        places = 0
+        places, stretches = 0, []
         for c in (0, 1):
             matched = [j for j in np.flatnonzero(clip_ids == c) if sim[i, j] >= threshold or j == i]
-            places += sum(1 for k, j in enumerate(matched) if k == 0 or j - matched[k - 1] > gap)
-        assert got[i] == max(places, 1), i
+            places += len(_runs_of(matched, gap))
+            stretches += _runs_of(matched, run_gap)
+        own = next(len(run) for run in stretches if i in run)
+        assert got.count[i] == max(places, 1), i
+        assert got.own_windows[i] == own, i
+        other = (sum(map(len, stretches)) - own) / (len(stretches) - 1) if len(stretches) > 1 else 0.0
+        assert got.other_windows[i] == pytest.approx(other), i
 
 
 @pytest.mark.parametrize("length", [40, 120])
@@ -100,3 +116,33 @@ def test_task_change_near_the_end_is_not_an_anomaly() -> None:
     # The new task holds only two cycles: its content is rare, but it lasts to the end of the clip.
     emb, _ = se.task_change(N, DIM, N - 30, PERIOD, 14.0, 0.1, 1.0, seed=4)
     assert analyze(emb, se.timestamps(N)).anomalies == []
+
+
+JAMS = [(400.0, 30.0), (900.0, 20.0)]  # (at_s, extra_s): the sub-action in progress held up
+
+
+@pytest.mark.parametrize(("n_phases", "period_s", "jitter"), [(3, 20.0, 0.1), (4, 60.0, 0.2)])
+def test_a_jam_is_flagged_as_held(n_phases: int, period_s: float, jitter: float) -> None:
+    """A sub-action that lasts 20-30 s too long shows nothing new (every window has close matches in other
+    cycles, so neither the nearest nor the rarity rule can see it); only its duration is odd."""
+    emb, _ = se.phased_cycles(1200, DIM, period_s, jitter, 0.7, seed=851, n_phases=n_phases, holds=JAMS)
+    result = analyze(emb, se.timestamps(1200))
+    assert result.period.period_s is not None
+    assert len(result.anomalies) == len(JAMS), result.anomalies
+    for at_s, extra_s in JAMS:
+        span = max(result.anomalies, key=lambda a: se.span_iou((at_s, at_s + extra_s), (a.start_s, a.end_s)))
+        assert se.span_iou((at_s, at_s + extra_s), (span.start_s, span.end_s)) >= 0.5
+        assert span.kind == "held", span
+    assert result.hold_score is not None and result.hold_score.max() >= 1
+    # the same clip without the jams: nothing held
+    plain, _ = se.phased_cycles(1200, DIM, period_s, jitter, 0.7, seed=851, n_phases=n_phases)
+    assert analyze(plain, se.timestamps(1200)).anomalies == []
+
+
+def test_a_long_activity_without_a_rhythm_is_not_held() -> None:
+    """Without a period there is no usual duration to outlast: the held rule stays off."""
+    emb = se.activity_sequence(1200, DIM, 4, 0.7, seed=900)
+    result = analyze(emb, se.timestamps(1200))
+    assert result.period.period_s is None
+    assert result.hold_score is not None and not result.hold_score.any()
+    assert all("held" not in a.kind for a in result.anomalies)

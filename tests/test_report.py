@@ -206,6 +206,11 @@ def test_clicking_the_first_anomaly_seeks_to_its_start(page):
     page.locator("#clip-0 button.anomaly").first.click()
     wait_time(page, VIDEO_1, first["start_s"])
     assert page.locator("#clip-0 button.anomaly").first.get_attribute("aria-current") == "true"
+    # why it was flagged, in words: the planted activities are unlike anything else in the clips
+    assert first["kind"] in {"novel", "rare", "novel+rare"}
+    words = {"novel": "unlike anything else", "rare": "seen in few places"}
+    for kind in first["kind"].split("+"):
+        assert words[kind] in page.locator("#clip-0 button.anomaly").first.inner_text()
 
 
 def test_n_and_p_move_between_anomalies(page):

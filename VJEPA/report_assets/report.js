@@ -8,6 +8,9 @@
   const ROW_H = 18, ROW_GAP = 4, AXIS_H = 18, SNAP_PX = 8;
   const KINDS = ["cycle", "repeat", "change", "anomaly"];
   const ROW_LABEL = { cycle: "cycles", repeat: "repeats", change: "changes", anomaly: "anomalies" };
+  // why a span was flagged (AnomalySpan.kind, "+"-joined); files written before kinds existed have none
+  const KIND_LABEL = { novel: "unlike anything else", rare: "seen in few places", held: "lasts too long" };
+  const kindText = (a) => (a.kind ? a.kind.split("+").map((k) => KIND_LABEL[k] || k).join(", ") : "");
   // viridis at 9 stops: perceptually uniform and readable with colour-vision deficiencies
   const VIRIDIS = [[68, 1, 84], [71, 44, 122], [59, 81, 139], [44, 113, 142], [33, 144, 141],
     [39, 173, 129], [92, 200, 99], [170, 220, 50], [253, 231, 37]];
@@ -99,7 +102,8 @@
       label: `repeats ${fmtTime(r.start_s)}–${fmtTime(r.end_s)}, period ${fmtDur(r.period_s)}` });
     for (const t of d.change_points_s) items.push({ kind: "change", t0: t, t1: null, label: "change point " + fmtTime(t) });
     d.anomalies.forEach((a, k) => items.push({ kind: "anomaly", t0: a.start_s, t1: a.end_s, k,
-      label: `anomaly ${k + 1}: ${fmtTime(a.start_s)}–${fmtTime(a.end_s)}, score ${fmtNum(a.score)}` }));
+      label: `anomaly ${k + 1}: ${fmtTime(a.start_s)}–${fmtTime(a.end_s)}, score ${fmtNum(a.score)}` +
+        (a.kind ? `, ${kindText(a)}` : "") }));
     return items;
   }
   const currentTime = (clip) => (clip && clip.video ? clip.video.currentTime : 0);
@@ -323,11 +327,13 @@
     const list = el("ol", { class: "anomalies" });
     clip.anomalyButtons = d.anomalies.map((a, k) => {
       const button = el("button", { type: "button", class: "anomaly", "data-k": k,
-        "aria-label": `anomaly ${k + 1}, from ${fmtTime(a.start_s)}, ${fmtDur(a.end_s - a.start_s)}, score ${fmtNum(a.score)}`,
+        "aria-label": `anomaly ${k + 1}, from ${fmtTime(a.start_s)}, ${fmtDur(a.end_s - a.start_s)}, score ${fmtNum(a.score)}` +
+          (a.kind ? `, ${kindText(a)}` : ""),
         onclick: () => { seekClip(clip, a.start_s); markAnomaly(clip, k); } },
       a.thumb ? el("img", { src: a.thumb, alt: "", loading: "lazy", width: 160, height: 90 }) : null,
       el("div", { text: `#${k + 1}  ${fmtTime(a.start_s)}–${fmtTime(a.end_s)}` }),
-      el("div", { class: "muted", text: `${fmtDur(a.end_s - a.start_s)} · score ${fmtNum(a.score)}` }));
+      el("div", { class: "muted", text: `${fmtDur(a.end_s - a.start_s)} · score ${fmtNum(a.score)}` }),
+      a.kind ? el("div", { class: "muted", text: kindText(a) }) : null);
       list.append(el("li", {}, button));
       return button;
     });

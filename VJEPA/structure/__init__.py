@@ -10,7 +10,7 @@ repeats), anomalies, cycles (cycle-time table), analysis (one clip), joint (seve
 """
 
 from .analysis import analyze
-from .anomalies import anomaly_spans, best_matches, distinct_places, recurrence_spans
+from .anomalies import Places, anomaly_spans, best_matches, distinct_places, hold_score, recurrence_spans
 from .cycles import cycle_table, dtw_mean_cost, duration_summary
 from .joint import analyze_joint
 from .params import StructureParams
@@ -48,6 +48,7 @@ __all__ = [
     "CycleSpan",
     "JointAnalysis",
     "PeriodEstimate",
+    "Places",
     "RepeatSpan",
     "StructureParams",
     "analyze",
@@ -63,6 +64,7 @@ __all__ = [
     "distinct_places",
     "dtw_mean_cost",
     "duration_summary",
+    "hold_score",
     "masked_autocorrelation",
     "normalize_rows",
     "period_lag_range",

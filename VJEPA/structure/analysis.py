@@ -9,6 +9,7 @@ from collections.abc import Callable
 import numpy as np
 
 from .anomalies import (
+    Places,
     anomaly_spans,
     best_matches,
     distinct_places,
@@ -46,7 +47,7 @@ def check_inputs(emb: np.ndarray, ts: np.ndarray) -> None:
         raise ValueError("ts must be strictly increasing")
 
 
-PlacesFn = Callable[[int], np.ndarray]  # gap (windows) -> [N] separate places of each window's content
+PlacesFn = Callable[[int], Places]  # place gap (windows) -> where each window's content is seen
 
 
 def place_gap_windows(period: PeriodEstimate, stride_s: float, params: StructureParams) -> int:
@@ -81,7 +82,7 @@ def analyze_one(
     scale_floor = params.anomaly_scale_fraction * delta
     score, anomalies, novelty_scale = anomaly_spans(novelty, ts, stride_s, params, scale_floor)
     nearest_spans = anomalies
-    rule, places, recurrence = "nearest", None, None
+    rule, places, held, recurrence = "nearest", None, None, None
     period_mask = np.zeros(n, dtype=bool)
     _, _, max_lag = period_lag_range(n, stride_s, params)
     if params.anomaly_method == "recurrence" and places_fn is not None:
@@ -90,24 +91,28 @@ def analyze_one(
         period = detect_period(u, stride_s, params)
         period_mask = np.ones(n, dtype=bool)  # the windows `period` was found from
         gap = place_gap_windows(period, stride_s, params)
-        recurrence = recurrence_spans(places_fn(gap), ts, stride_s, params)
+        places_seen = places_fn(gap)
+        recurrence = recurrence_spans(places_seen, ts, stride_s, params, period.period_s is not None)
         for _ in range(2):
             if not recurrence.recurrent:
                 break
             normal = normal_mask(ts, recurrence.spans + nearest_spans)
             if normal.all():
                 break
+            was_periodic = period.period_s is not None
             period, period_mask = detect_period(u, stride_s, params, mask=normal), normal
             new_gap = place_gap_windows(period, stride_s, params)
-            if new_gap == gap:
+            if new_gap == gap and was_periodic == (period.period_s is not None):
                 break
-            gap = new_gap
-            recurrence = recurrence_spans(places_fn(gap), ts, stride_s, params)
+            if new_gap != gap:
+                gap, places_seen = new_gap, places_fn(new_gap)
+            recurrence = recurrence_spans(places_seen, ts, stride_s, params, period.period_s is not None)
         if recurrence.recurrent:  # else the clip does not repeat enough: the nearest rule stands
             # Either rule flags a window: the nearest rule sees short one-off spans whose best match
             # elsewhere is poor, the recurrence rule long and repeated ones. Score: times over threshold.
-            rule, places = "recurrence", recurrence.places
-            score = np.maximum(recurrence.max_places / recurrence.places, score / params.anomaly_z)
+            rule, places, held = "recurrence", recurrence.places, recurrence.held
+            rare = recurrence.max_places / recurrence.places
+            score = np.maximum(np.maximum(rare, held), score / params.anomaly_z)
             anomalies = merge_spans(recurrence.spans + nearest_spans, score, ts, stride_s)
             # A rare span running into the clip's first or last change_halfwidth_s is a lasting change
             # of activity (reported by the change points) or content cut by the clip's edge.
@@ -196,6 +201,7 @@ def analyze_one(
         thresholds["anomaly_score"] = 1.0
         thresholds["typical_places"] = recurrence.typical_places
         thresholds["max_places"] = recurrence.max_places
+        thresholds["typical_run_s"] = recurrence.typical_run_windows * stride_s
     preview, starts = similarity_preview(u, params.max_plot_windows)
     return ClipAnalysis(
         ts=ts,
@@ -212,6 +218,7 @@ def analyze_one(
         anomaly_rule=rule,
         anomaly_score=score,
         places=places,
+        hold_score=held,
         anomalies=anomalies,
         thresholds=thresholds,
         similarity_preview=preview,
@@ -235,11 +242,12 @@ def analyze(emb: np.ndarray, ts: np.ndarray, params: StructureParams | None = No
     clip_ids = np.zeros(len(u), dtype=np.int64)
     exclusion = np.array([exclusion_zone_s(ts, params)])
     best, _, _ = best_matches(u, clip_ids, ts, exclusion, 1)
-    smooth = smoothed_rows(u, clip_ids, max(1, round(params.anomaly_smooth_s / stride_of(ts))))
+    width = max(1, round(params.anomaly_smooth_s / stride_of(ts)))  # also the gap that breaks a run
+    smooth = smoothed_rows(u, clip_ids, width)
     return analyze_one(
         u,
         ts,
         1.0 - best.astype(np.float64),
         params,
-        lambda gap: distinct_places(smooth, clip_ids, ts, exclusion, params.anomaly_match_factor, gap),
+        lambda gap: distinct_places(smooth, clip_ids, ts, exclusion, params.anomaly_match_factor, gap, width),
     )

@@ -70,8 +70,31 @@ def anomaly_spans(
     for first, last in runs(score > params.anomaly_z / 2):
         if last - first + 1 >= min_len and score[first : last + 1].max() > params.anomaly_z:
             peak = float(score[first : last + 1].max())
-            spans.append(AnomalySpan(float(ts[first]), float(ts[last] + stride_s), peak))
+            spans.append(AnomalySpan(float(ts[first]), float(ts[last] + stride_s), peak, "novel"))
     return score, spans, sigma
+
+
+@dataclass(frozen=True)
+class Places:
+    """Where the content of each of R windows is seen (docs/METHODS.md sections 5b and 5c)."""
+
+    count: np.ndarray  # [R] int >= 1: separate places holding content like the window, its own included
+    own_windows: np.ndarray  # [R] int >= 1: like windows in the window's own unbroken run (itself included)
+    other_windows: np.ndarray  # [R] float: like windows per other unbroken run, on average (0: none)
+
+
+def _run_edges(match: np.ndarray, gap: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """match [B, L] bool -> (cum [B, L+1] running count, is_start [B, L], is_end [B, L]): a run of
+    matches is broken by more than `gap` non-matches in a row; it starts (ends) at a match with no
+    other match in the `gap` positions before (after) it."""
+    length = match.shape[1]
+    cum = np.zeros((len(match), length + 1), dtype=np.int32)
+    np.cumsum(match, axis=1, out=cum[:, 1:])
+    before = cum[:, :length].copy()  # matches in [j - gap, j)
+    before[:, gap:] -= cum[:, : max(length - gap, 0)]
+    after = cum[:, length : length + 1] - cum[:, 1:]  # matches in (j, j + gap]
+    after[:, : max(length - gap, 0)] = cum[:, 1 + gap :] - cum[:, 1 : max(length - gap, 0) + 1]
+    return cum, match & (before == 0), match & (after == 0)
 
 
 def distinct_places(
@@ -81,61 +104,82 @@ def distinct_places(
     exclusion_s: np.ndarray,
     match_factor: float,
     gap_windows: int,
+    run_gap_windows: int | None = None,
     rows: np.ndarray | None = None,
     block_rows: int = 512,
-) -> np.ndarray:
-    """How many separate places of all clips hold content like each window: [R] int, >= 1, for the
-    windows `rows` (global indices; default all N).
+) -> Places:
+    """How many separate places of all clips hold content like each window, and how long that content
+    lasts in the window's own run and in the others, for the windows `rows` (global indices; default all).
 
     u [N, D] unit rows of all clips (each clip contiguous in clip_ids [N]), ts [N] times within the clip,
     exclusion_s [n_clips] the own neighbourhood. With b_i the best match of window i outside its own
-    neighbourhood and m_i = u_i . mean(u) its mean similarity, window j matches i when
+    neighbourhood and m_i = u_i . mean(u) its mean similarity, window j is like i when
         S[i, j] >= b_i - match_factor * (b_i - m_i)
     (a threshold relative to the window's own scale: a noisier window is less similar to everything). A
-    place is a run of matching windows of one clip whose consecutive matches are at most gap_windows
-    apart (runs never cross a clip border); window i matches itself, so its own place counts once.
-    Computed block by block: no N x N matrix.
+    place is a run of like windows of one clip whose consecutive members are at most gap_windows apart
+    (runs never cross a clip border); window i is like itself, so its own place counts once. own_windows
+    and other_windows measure runs broken by more than run_gap_windows (default gap_windows): an
+    unbroken stretch of the content, where a place may span a few. Computed block by block: no N x N
+    matrix.
     """
     gap = max(int(gap_windows), 1)
+    run_gap = gap if run_gap_windows is None else max(int(run_gap_windows), 1)
     borders = np.flatnonzero(np.diff(clip_ids) != 0) + 1
     clip_ranges = list(zip([0, *borders.tolist()], [*borders.tolist(), len(u)], strict=True))
     mean_u = u.mean(axis=0)
     rows = np.arange(len(u)) if rows is None else np.asarray(rows)
-    places_all = np.zeros(len(rows), dtype=np.int64)
+    count = np.zeros(len(rows), dtype=np.int64)
+    n_runs = np.zeros(len(rows), dtype=np.int64)
+    own = np.zeros(len(rows), dtype=np.int64)
+    like = np.zeros(len(rows), dtype=np.int64)
     for start in range(0, len(rows), block_rows):
-        block = slice(start, min(start + block_rows, len(rows)))
+        block = np.arange(start, min(start + block_rows, len(rows)))
         row_idx = rows[block]
         sim = u[row_idx] @ u.T  # [B, N]
-        own = (clip_ids[row_idx, None] == clip_ids[None, :]) & (
+        near = (clip_ids[row_idx, None] == clip_ids[None, :]) & (
             np.abs(ts[row_idx, None] - ts[None, :]) <= exclusion_s[clip_ids[row_idx]][:, None]
         )
-        best = np.where(own, -np.inf, sim).max(axis=1)
+        best = np.where(near, -np.inf, sim).max(axis=1)
         best = np.where(np.isfinite(best), best, 1.0)
         typical = u[row_idx] @ mean_u
         match = sim >= (best - match_factor * (best - typical))[:, None]
         match[np.arange(len(row_idx)), row_idx] = True
-        del sim, own
-        # a run starts at j when there is no match in the `gap` windows before j (same clip)
-        starts = np.zeros(len(match), dtype=np.int64)
+        del sim, near
+        like[block] = np.count_nonzero(match, axis=1)
         for lo, hi in clip_ranges:
-            cum = np.zeros((len(match), hi - lo + 1), dtype=np.int32)
-            np.cumsum(match[:, lo:hi], axis=1, out=cum[:, 1:])
-            j = np.arange(hi - lo)
-            before = cum[:, j] - cum[:, np.maximum(j - gap, 0)]
-            starts += np.count_nonzero(match[:, lo:hi] & (before == 0), axis=1)
-        places_all[block] = starts
-    return np.maximum(places_all, 1)
+            clip_match = match[:, lo:hi]
+            edges = _run_edges(clip_match, gap)
+            count[block] += np.count_nonzero(edges[1], axis=1)
+            if run_gap != gap:
+                edges = _run_edges(clip_match, run_gap)
+            cum, is_start, is_end = edges
+            n_runs[block] += np.count_nonzero(is_start, axis=1)
+            mine = np.flatnonzero((row_idx >= lo) & (row_idx < hi))
+            if len(mine) == 0:
+                continue
+            # the own run: from the last run start at or before the window to the first run end at or
+            # after it (the window is like itself, so both exist)
+            at, j, k = row_idx[mine] - lo, np.arange(hi - lo), np.arange(len(mine))
+            first = np.maximum.accumulate(np.where(is_start[mine], j, -1), axis=1)[k, at]
+            last = np.minimum.accumulate(np.where(is_end[mine], j, hi - lo)[:, ::-1], axis=1)[:, ::-1][k, at]
+            own[block[mine]] = cum[mine, last + 1] - cum[mine, first]
+        del match
+    count = np.maximum(count, 1)
+    other = np.where(n_runs > 1, (like - own) / np.maximum(n_runs - 1, 1), 0.0)
+    return Places(count, own, other)
 
 
 @dataclass(frozen=True)
 class RecurrenceResult:
-    """Recurrence rule of one clip: per-window rarity, the spans, and the numbers behind the threshold."""
+    """Recurrence rule of one clip: per-window rarity and hold, the spans, and the numbers behind them."""
 
     places: np.ndarray  # [N] separate places holding content like each window (its own place included)
     rarity: np.ndarray  # [N] typical_places / places: how many times rarer than a typical window
+    held: np.ndarray  # [N] hold score: >= 1 where the window's content lasts too long (0: no period)
     spans: list[AnomalySpan]
     typical_places: float  # median of places over the clip
     max_places: float  # a window is rare when places <= this
+    typical_run_windows: float  # median over the clip of the own unbroken run's length, windows
     recurrent: bool  # False: the clip does not repeat enough for the rule (typical_places < MIN_TYPICAL)
 
 
@@ -156,33 +200,66 @@ def smoothed_rows(u: np.ndarray, clip_ids: np.ndarray, width: int) -> np.ndarray
     return out / np.linalg.norm(out, axis=1, keepdims=True)
 
 
-def recurrence_spans(
-    places: np.ndarray, ts: np.ndarray, stride_s: float, params: StructureParams
-) -> RecurrenceResult:
-    """Rare windows (places <= min(anomaly_max_places, anomaly_rare_fraction * typical)) -> spans.
+def hold_score(places: Places, stride_s: float, params: StructureParams) -> tuple[np.ndarray, float]:
+    """[N] how far each window's own unbroken run outlasts the same content elsewhere, and the typical
+    run (windows). With L the own run, O the mean other run and T the clip's median own run, and
+    usual = max(O, T): score = min(L / (hold_factor usual), (L - usual) / hold_min_s), >= 1 when the run
+    is both hold_factor times as long as usual and hold_min_s longer (docs/METHODS.md section 5c)."""
+    own = places.own_windows.astype(np.float64)
+    typical = float(np.median(own))
+    usual = np.maximum(places.other_windows, typical)
+    longer_windows = max(params.hold_min_s / stride_s, 1.0)
+    return np.minimum(own / (params.hold_factor * usual), (own - usual) / longer_windows), typical
 
-    Gaps in a rare run shorter than anomaly_smooth_s are closed; runs shorter than anomaly_min_span_s are
-    dropped, and so are runs that reach the first or the last window (the caller also drops spans near
-    the clip's edges: a lasting change of activity). Span score: its peak rarity.
+
+def _flagged_spans(
+    flagged: np.ndarray,
+    score: np.ndarray,
+    ts: np.ndarray,
+    stride_s: float,
+    params: StructureParams,
+    kind: str,
+) -> list[AnomalySpan]:
+    """Runs of flagged windows -> spans: gaps shorter than anomaly_smooth_s closed, runs shorter than
+    anomaly_min_span_s or reaching the first or last window dropped. Span score: its peak `score`."""
+    n = len(flagged)
+    flagged = flagged.copy()
+    close = max(0, round(params.anomaly_smooth_s / stride_s))
+    for first, last in runs(~flagged):
+        if first > 0 and last < n - 1 and last - first + 1 <= close:
+            flagged[first : last + 1] = True
+    min_len = max(1, math.ceil(params.anomaly_min_span_s / stride_s - 1e-9))
+    return [
+        AnomalySpan(float(ts[first]), float(ts[last] + stride_s), float(score[first : last + 1].max()), kind)
+        for first, last in runs(flagged)
+        if last - first + 1 >= min_len and first > 0 and last < n - 1
+    ]
+
+
+def recurrence_spans(
+    places: Places, ts: np.ndarray, stride_s: float, params: StructureParams, periodic: bool
+) -> RecurrenceResult:
+    """Rare windows (places <= min(anomaly_max_places, anomaly_rare_fraction * typical)) and, in a clip
+    with a period, held windows (hold_score >= 1) -> spans of kind "rare" and "held".
+
+    Gaps in a flagged run shorter than anomaly_smooth_s are closed; runs shorter than anomaly_min_span_s
+    are dropped, and so are runs that reach the first or the last window (the caller also drops spans
+    near the clip's edges: a lasting change of activity). Span score: its peak rarity, or hold score.
     """
-    n = len(places)
-    typical = float(np.median(places))
+    count = places.count
+    typical = float(np.median(count))
     limit = min(float(params.anomaly_max_places), params.anomaly_rare_fraction * typical)
-    rarity = typical / places.astype(np.float64)
+    rarity = typical / count.astype(np.float64)
     recurrent = typical >= MIN_TYPICAL_PLACES and limit >= 1
+    held, typical_run = hold_score(places, stride_s, params)
+    if not periodic:  # without a rhythm, a long activity is only a long activity
+        held = np.zeros(len(count))
     spans: list[AnomalySpan] = []
     if recurrent:
-        rare = places <= limit
-        close = max(0, round(params.anomaly_smooth_s / stride_s))
-        for first, last in runs(~rare):  # close short gaps between rare runs
-            if first > 0 and last < n - 1 and last - first + 1 <= close:
-                rare[first : last + 1] = True
-        min_len = max(1, math.ceil(params.anomaly_min_span_s / stride_s - 1e-9))
-        for first, last in runs(rare):
-            if last - first + 1 >= min_len and first > 0 and last < n - 1:
-                peak = float(rarity[first : last + 1].max())
-                spans.append(AnomalySpan(float(ts[first]), float(ts[last] + stride_s), peak))
-    return RecurrenceResult(places, rarity, spans, typical, limit, recurrent)
+        spans = _flagged_spans(count <= limit, rarity, ts, stride_s, params, "rare")
+        if periodic:
+            spans += _flagged_spans(held >= 1, held, ts, stride_s, params, "held")
+    return RecurrenceResult(count, rarity, held, spans, typical, limit, typical_run, recurrent)
 
 
 def merge_spans(
@@ -199,5 +276,6 @@ def merge_spans(
     for start_s, end_s in merged:
         inside = (ts >= start_s) & (ts < end_s)
         peak = float(score[inside].max()) if inside.any() else 0.0
-        out.append(AnomalySpan(start_s, end_s, peak))
+        kinds = sorted({s.kind for s in spans if s.start_s < end_s and s.end_s > start_s})
+        out.append(AnomalySpan(start_s, end_s, peak, "+".join(kinds)))
     return out

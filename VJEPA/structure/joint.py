@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from .analysis import PlacesFn, analyze_one, check_inputs, exclusion_zone_s
-from .anomalies import best_matches, distinct_places, smoothed_rows
+from .anomalies import Places, best_matches, distinct_places, smoothed_rows
 from .cycles import cycle_table, window_span
 from .params import StructureParams
 from .results import CrossClipMatch, JointAnalysis
@@ -81,9 +81,9 @@ def analyze_joint(
     smooth = smoothed_rows(u, clip_ids, width)
 
     def places_of(idx: np.ndarray) -> PlacesFn:
-        def places(gap: int) -> np.ndarray:
+        def places(gap: int) -> Places:
             return distinct_places(
-                smooth, clip_ids, ts_all, exclusion, params.anomaly_match_factor, gap, rows=idx
+                smooth, clip_ids, ts_all, exclusion, params.anomaly_match_factor, gap, width, rows=idx
             )
 
         return places

@@ -104,6 +104,16 @@ class StructureParams:
         low=0,
         low_open=True,
     )
+    hold_factor: float = setting(
+        1.75,
+        "held rule (a jam: usual content lasting too long), in a clip with a period: an unbroken run of "
+        "like windows this many times as long as the same content lasts elsewhere...",
+        low=1,
+        low_open=True,
+    )
+    hold_min_s: float = setting(
+        10.0, "held rule: ... and this many seconds longer (events worth flagging last 10-60 s)", low=0
+    )
     boundary_method: str = setting(
         "tracked",
         "cycle starts: tracked (each start found near the previous one plus a period, follows jitter) or "

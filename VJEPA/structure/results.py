@@ -30,7 +30,10 @@ class RepeatSpan:
 class AnomalySpan:
     start_s: float
     end_s: float
-    score: float  # peak robust z-score of the smoothed novelty inside the span
+    score: float  # peak score inside the span: times over the threshold (nearest rule: robust z)
+    # "novel" (no close match anywhere), "rare" (seen in too few places), "held" (usual content that
+    # lasts too long: a jam); "+"-joined when rules flag overlapping windows
+    kind: str
 
 
 @dataclass
@@ -73,6 +76,7 @@ class ClipAnalysis:
     anomaly_rule: str  # "recurrence" or "nearest": the rule that flagged `anomalies`
     anomaly_score: np.ndarray  # [N] rarity (recurrence rule) or robust z of the smoothed novelty (nearest)
     places: np.ndarray | None  # [N] separate places holding each window's content (recurrence rule)
+    hold_score: np.ndarray | None  # [N] >= 1: the content lasts too long here (recurrence rule, a period)
     anomalies: list[AnomalySpan]
     thresholds: dict[str, float]  # boundary distance, change score, anomaly score (robust z), novelty scale
     similarity_preview: np.ndarray  # [M, M] block-averaged S, M <= max_plot_windows
