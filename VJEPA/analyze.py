@@ -103,8 +103,11 @@ def load_clip(emb_path: Path) -> tuple[np.ndarray, np.ndarray, dict[str, Any] | 
             f"{emb_path}: only {len(emb)} windows, the analysis needs at least {MIN_WINDOWS}: the clip is "
             "too short (a shorter --stride-s when encoding gives more windows)"
         )
-    if np.any(np.linalg.norm(emb, axis=1) == 0):
+    if not np.all(np.any(emb != 0, axis=1)):  # not the norm: it under- or overflows at extreme values
         raise InputError(f"{emb_path}: a window's embedding is all zeros; {RERUN}")
+    largest = float(np.abs(emb).max())
+    if largest > float(np.finfo(np.float32).max):
+        raise InputError(f"{emb_path}: values up to {largest:.3g}, beyond float32; {RERUN}")
     ts = _load_array(ts_path)
     if ts.ndim != 1:
         raise InputError(

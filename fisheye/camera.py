@@ -211,6 +211,17 @@ def parse_calibration(data: object, source: str = "intrinsics.json") -> FisheyeC
             f"{source}: distortion k1..k4 fold the lens model back within 20 deg of the axis; "
             "the calibration is broken"
         )
+    # The model must describe the image it was calibrated on: where theta_d(theta) stops growing is the
+    # edge of the image circle (979 px from the centre for the Egocentric-10K lens), and it must reach at
+    # least the nearest border of the frame.
+    circle_px = min(calib.fx, calib.fy) * float(distorted_angle(np.array(max_half_angle_rad(calib)), calib))
+    border_px = min(calib.cx, calib.width - calib.cx, calib.cy, calib.height - calib.cy)
+    if circle_px < border_px:
+        raise CalibrationError(
+            f"{source}: distortion k1..k4 fold the lens model back {circle_px:.0f} px from the principal "
+            f"point, inside the frame (its nearest border is {border_px:.0f} px away): the model cannot "
+            f"describe the image it was calibrated on; {REFETCH}"
+        )
     return calib
 
 

@@ -139,6 +139,8 @@ def _corrupt(folder: Path, case: str) -> list[str]:
         _write_clip(folder, "bad", emb, ts, meta=[1, 2])  # type: ignore[arg-type]
     elif case == "complex":
         _write_clip(folder, "bad", emb.astype(np.complex64), ts)
+    elif case == "beyond_float32":  # finite in float64, inf once read as float32
+        _write_clip(folder, "bad", emb.astype(np.float64) * 1e300, ts)
     elif case == "no_emb_in_folder":
         empty = folder / "empty"
         empty.mkdir()
@@ -158,6 +160,7 @@ def _corrupt(folder: Path, case: str) -> list[str]:
         "unsorted",
         "sidecar_not_an_object",
         "complex",
+        "beyond_float32",
         "no_emb_in_folder",
     ],
 )

@@ -9,6 +9,7 @@ import pytest
 
 from egoclean.errors import CalibrationError
 from fisheye.camera import (
+    distorted_angle,
     invalid_fraction,
     kb_project,
     kb_unproject,
@@ -165,3 +166,19 @@ def test_implausible_focal_lengths_are_refused(field: str, value: float) -> None
     data = {**CALIB.to_json(), field: value}
     with pytest.raises(CalibrationError, match=f"'{field}'|fx / fy"):
         parse_calibration(data, "intrinsics.json")
+
+
+@pytest.mark.parametrize("k4", [-50.0, -20.0])
+def test_a_lens_model_that_folds_back_inside_the_frame_is_refused(k4: float) -> None:
+    """k4 = -50 makes theta_d(theta) turn back at ~27 deg (~420 px from the centre, the frame's nearest
+    border is 540 px away): the model cannot describe its own image. Once accepted (the only check was a
+    fold within 20 deg)."""
+    with pytest.raises(CalibrationError, match=r"fold the lens model back \d+ px"):
+        parse_calibration({**GOOD, "k4": k4}, "intrinsics.json")
+
+
+def test_the_real_lens_covers_its_frame() -> None:
+    """The Egocentric-10K lens folds at its image circle, 979 px out (FACTS.md): beyond every border."""
+    circle_px = min(CALIB.fx, CALIB.fy) * float(distorted_angle(np.array(max_half_angle_rad(CALIB)), CALIB))
+    assert circle_px == pytest.approx(979, abs=5)
+    assert parse_calibration(GOOD, "intrinsics.json") == CALIB

@@ -217,3 +217,20 @@ def test_a_score_that_only_falls_from_where_it_is_defined_has_no_peak_there() ->
     assert list(robust_peaks(signal, 3.5, 30, 0.01)[0]) == []
     signal[40] = 0.2  # a real peak inside is still found
     assert list(robust_peaks(signal, 3.5, 30, 0.01)[0]) == [40]
+
+
+@pytest.mark.parametrize("scale", [1e19, 1e-30])
+def test_normalize_rows_is_scale_free_at_extreme_values(scale: float) -> None:
+    """Rows of values near 1e19 overflow a float32 sum of squares, near 1e-30 they underflow it: the unit
+    rows must be the same as at scale 1 (once read as an infinite or a zero norm)."""
+    emb = np.random.default_rng(3).standard_normal((20, 1024)).astype(np.float32)
+    np.testing.assert_allclose(normalize_rows(emb * np.float32(scale)), normalize_rows(emb), atol=1e-6)
+
+
+def test_normalize_rows_refuses_non_finite_and_zero_rows() -> None:
+    emb = np.ones((4, 3), np.float32)
+    emb[2, 1] = np.inf
+    with pytest.raises(ValueError, match="not finite"):
+        normalize_rows(emb)
+    with pytest.raises(ValueError, match="zero norm"):
+        normalize_rows(np.zeros((4, 3), np.float32))

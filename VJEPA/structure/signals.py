@@ -17,12 +17,17 @@ SCALE_PAIRS = 20_000  # window pairs behind the typical dissimilarity delta (exa
 
 
 def normalize_rows(emb: np.ndarray) -> np.ndarray:
-    """[N, D] -> [N, D] float32, each row scaled to unit L2 norm. Rows must be non-zero."""
+    """[N, D] -> [N, D] float32, each row scaled to unit L2 norm. Rows must be finite and non-zero."""
     emb = np.asarray(emb, dtype=np.float32)
-    norms = np.linalg.norm(emb, axis=1, keepdims=True)
-    if np.any(norms == 0):
+    if not np.all(np.isfinite(emb)):
+        raise ValueError("an embedding row is not finite (inf or NaN); cosine similarity is undefined")
+    # each row divided by its largest |value| first: the sum of squares of values near 1e19 would
+    # overflow float32 and read as an infinite norm
+    peak = np.abs(emb).max(axis=1, keepdims=True)
+    if np.any(peak == 0):
         raise ValueError("an embedding row has zero norm; cosine similarity is undefined")
-    return emb / norms
+    scaled = emb / peak
+    return scaled / np.linalg.norm(scaled, axis=1, keepdims=True)
 
 
 def consecutive_distance(emb: np.ndarray) -> np.ndarray:
