@@ -228,6 +228,24 @@ def _parser_for(base: Any, none_word: str | None = None) -> Callable[[str], Any]
     return str
 
 
+class _StoreOnce(argparse.Action):
+    """Store an option's value, refusing it a second time: `--stride-s 1 ... --stride-s 2` is a typo or
+    a pasted command line, and argparse's last-one-wins would silently run with one of the two."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        seen: set[str] = namespace.__dict__.setdefault("_options_given", set())
+        if self.dest in seen:
+            raise argparse.ArgumentError(self, f"given twice (the second time as {values!r}); give it once")
+        seen.add(self.dest)
+        setattr(namespace, self.dest, values)
+
+
 def add_options(
     parser: argparse.ArgumentParser | argparse._ArgumentGroup,
     cls: type,
@@ -259,12 +277,12 @@ def add_options(
             kwargs["action"] = "store_true" if default is False else argparse.BooleanOptionalAction
         elif typing.get_origin(base) is list:
             (item,) = typing.get_args(base)
-            kwargs |= {"type": _parser_for(item), "nargs": "+"}
+            kwargs |= {"type": _parser_for(item), "nargs": "+", "action": _StoreOnce}
         else:
-            kwargs["type"] = _parser_for(base, spec.none_word)
+            kwargs |= {"type": _parser_for(base, spec.none_word), "action": _StoreOnce}
             if spec.choices is not None:
                 kwargs["choices"] = spec.choices
-        if spec.metavar or (spec.flag and "action" not in kwargs and "choices" not in kwargs):
+        if spec.metavar or (spec.flag and base is not bool and "choices" not in kwargs):
             kwargs["metavar"] = spec.metavar or spec.flag.lstrip("-").replace("-", "_").upper()  # type: ignore[union-attr]
         parser.add_argument(option_name(field.name, spec), **kwargs)
 

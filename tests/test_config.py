@@ -39,6 +39,34 @@ def test_defaults_and_types_come_from_the_fields() -> None:
     assert got == Toy(stride_s=0.5, count=4, mode="b", hfov_deg=90.0, force=True, out=Path("x"))
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--stride-s", "1", "--stride-s", "2"],
+        ["--mode", "a", "--count", "4", "--mode", "b"],
+        ["--hfov", "90", "--hfov", "90"],  # the same value twice is still a sign of a pasted line
+    ],
+)
+def test_an_option_given_twice_is_refused_by_name(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """argparse alone keeps the last value and runs with it; one of the two was not what the user meant."""
+    with pytest.raises(SystemExit) as exit_info:
+        parse(*argv)
+    assert exit_info.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"argument {argv[-2]}" in last or f"argument {argv[-2]}/" in last
+    assert "given twice" in last
+
+
+def test_each_option_once_still_parses_after_a_first_parse() -> None:
+    """The record of options given lives in each parse's namespace, not the parser: parsing again works."""
+    parser = argparse.ArgumentParser()
+    add_options(parser, Toy)
+    for _ in range(2):
+        assert from_args(Toy, parser.parse_args(["--count", "5"])).count == 5
+
+
 def test_help_shows_each_default_once() -> None:
     parser = argparse.ArgumentParser(formatter_class=HelpFormatter)
     add_options(parser, Toy)
