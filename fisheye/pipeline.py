@@ -55,7 +55,7 @@ from fisheye.rectify import RectifyStats, pick_encoder, rectify_video
 from fisheye.sample import SampleSpec, write_sample_hub
 from fisheye.settings import DEFAULT_CLIPS, DEFAULT_WORKER, Phase1Settings
 from fisheye.shards import ExtractedClip, extract_clips, verify_clip
-from fisheye.sources import HubSource, LocalSource, ShardSource, resolve_token
+from fisheye.sources import HubSource, LocalSource, ShardSource, resolve_token, token_help
 
 if TYPE_CHECKING:
     from egoclean.yuv_torch import Planes
@@ -101,8 +101,8 @@ def choose_data(settings: Phase1Settings, progress: Progress) -> Phase1Settings:
         return settings
     if not settings.sample:
         progress.log(
-            "no Hugging Face token (HF_KEY or HF_TOKEN in .env): running offline on the built-in "
-            f"sample clip, outputs under {settings.out / SAMPLE_DIR}"
+            f"no Hugging Face token (HF_KEY or HF_TOKEN in {settings.env_file}): running offline on the "
+            f"built-in sample clip, outputs under {settings.out / SAMPLE_DIR}"
         )
     spec = SampleSpec()
     return replace(
@@ -125,10 +125,9 @@ def open_source(settings: Phase1Settings, progress: Progress) -> ShardSource:
     token = resolve_token(settings.env_file)
     if token is None:
         raise AuthError(
-            "no Hugging Face token: put HF_KEY=hf_... in .env (create a read token at "
-            "https://huggingface.co/settings/tokens), or pass --source DIR or --sample"
+            f"no Hugging Face token: {token_help(settings.env_file)}; or pass --source DIR or --sample"
         )
-    return HubSource(token)
+    return HubSource(token, env_file=settings.env_file)
 
 
 def camera_record(

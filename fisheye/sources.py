@@ -39,7 +39,13 @@ from egoclean.errors import AuthError, CalibrationError, EgoCleanError, FetchErr
 from egoclean.files import output_error, output_errors
 from fisheye.dataset import CALIBRATION_FILE, REPO_ID, WorkerRef, sort_shards
 
-TOKEN_HELP = "set HF_KEY in .env: create a read token at https://huggingface.co/settings/tokens"
+
+def token_help(env_file: Path | None) -> str:
+    """What to do about a missing or rejected token, naming the env file this run reads."""
+    where = f"in {env_file}" if env_file is not None else "in the environment"
+    return f"set HF_KEY {where}: create a read token at https://huggingface.co/settings/tokens"
+
+
 TOKEN_NAMES = ("HF_KEY", "HF_TOKEN")  # the project's own name, then huggingface_hub's
 # HubSource downloads under dest_dir/HUB_DOWNLOAD_DIR; release_shard removes it with the last download.
 HUB_DOWNLOAD_DIR = "hub-download"
@@ -204,8 +210,10 @@ class HubSource(ShardSource):
         repo_id: str = REPO_ID,
         revision: str = "main",
         endpoint: str | None = None,
+        env_file: Path | None = Path(".env"),
     ) -> None:
         self.token = token or None
+        self.env_file = env_file  # where the token was to come from: named in auth errors
         self.repo_id = repo_id
         self.revision = revision
         self.endpoint = endpoint.rstrip("/") if endpoint else None
@@ -365,7 +373,9 @@ class HubSource(ShardSource):
 
     def _require_token(self) -> None:
         if not self.token:
-            raise AuthError(f"no Hugging Face token for the gated dataset {self.repo_id}: {TOKEN_HELP}")
+            raise AuthError(
+                f"no Hugging Face token for the gated dataset {self.repo_id}: {token_help(self.env_file)}"
+            )
 
     @contextmanager
     def _hub_errors(
@@ -384,11 +394,13 @@ class HubSource(ShardSource):
                     f"accept the terms at {terms} while logged in, then run again"
                 ) from err
             raise AuthError(
-                f"{subject}: the Hub rejected the token (HTTP {_status(err)}): {TOKEN_HELP}"
+                f"{subject}: the Hub rejected the token (HTTP {_status(err)}): {token_help(self.env_file)}"
             ) from err
         except RepositoryNotFoundError as err:
             if _status(err) == 401:  # the Hub answers 401 for a repo the token may not see
-                raise AuthError(f"{subject}: the Hub rejected the token (HTTP 401): {TOKEN_HELP}") from err
+                raise AuthError(
+                    f"{subject}: the Hub rejected the token (HTTP 401): {token_help(self.env_file)}"
+                ) from err
             raise FetchError(f"dataset {self.repo_id} not found at {hub}: check the repo id") from err
         except RevisionNotFoundError as err:
             raise FetchError(f"revision {self.revision!r} of {self.repo_id} not found; use main") from err
@@ -404,7 +416,9 @@ class HubSource(ShardSource):
         except HfHubHTTPError as err:
             status = _status(err)
             if status == 401:
-                raise AuthError(f"{subject}: the Hub rejected the token (HTTP 401): {TOKEN_HELP}") from err
+                raise AuthError(
+                    f"{subject}: the Hub rejected the token (HTTP 401): {token_help(self.env_file)}"
+                ) from err
             if status == 403:
                 raise AuthError(
                     f"{subject}: the token may not read {self.repo_id} (HTTP 403): use a read token and "

@@ -12,6 +12,7 @@ import errno
 import io
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -429,6 +430,23 @@ def test_no_token(hub: FakeHub, tmp_path: Path) -> None:
         with pytest.raises(AuthError, match=r"set HF_KEY in \.env"):
             call()
     assert sum(hub.requests.values()) == 0  # refused before asking the Hub
+
+
+def test_token_messages_name_the_env_file_this_run_reads(hub: FakeHub, tmp_path: Path) -> None:
+    """With --env-file work.env, "set HF_KEY in .env" sent the user to the wrong file."""
+    from egoclean.progress import Progress
+    from fisheye.pipeline import open_source
+    from fisheye.settings import Phase1Settings
+
+    env_file = tmp_path / "work.env"
+    with pytest.raises(AuthError, match=rf"set HF_KEY in {re.escape(str(env_file))}:"):
+        open_source(Phase1Settings(env_file=env_file, worker="factory_001/worker_001"), Progress())
+    env_file.write_text("HF_KEY=hf_wrong_token_999\n")
+    source = open_source(Phase1Settings(env_file=env_file, worker="factory_001/worker_001"), Progress())
+    assert isinstance(source, HubSource) and source.env_file == env_file
+    wrong = HubSource("hf_wrong_token_999", endpoint=hub.url, env_file=env_file)
+    with pytest.raises(AuthError, match=rf"rejected the token.*set HF_KEY in {re.escape(str(env_file))}:"):
+        wrong.list_shards(WORKER)
 
 
 def test_wrong_token(hub: FakeHub, tmp_path: Path) -> None:
