@@ -377,6 +377,11 @@ class HubSource(ShardSource):
                 f"no Hugging Face token for the gated dataset {self.repo_id}: {token_help(self.env_file)}"
             )
 
+    def _rejected(self, subject: str, status: int | None) -> AuthError:
+        return AuthError(
+            f"{subject}: the Hub rejected the token (HTTP {status}): {token_help(self.env_file)}"
+        )
+
     @contextmanager
     def _hub_errors(
         self, subject: str, missing: EgoCleanError, writing: Path | None = None, size: int | None = None
@@ -393,14 +398,10 @@ class HubSource(ShardSource):
                     f"{subject}: access to the gated dataset {self.repo_id} is refused: "
                     f"accept the terms at {terms} while logged in, then run again"
                 ) from err
-            raise AuthError(
-                f"{subject}: the Hub rejected the token (HTTP {_status(err)}): {token_help(self.env_file)}"
-            ) from err
+            raise self._rejected(subject, _status(err)) from err
         except RepositoryNotFoundError as err:
             if _status(err) == 401:  # the Hub answers 401 for a repo the token may not see
-                raise AuthError(
-                    f"{subject}: the Hub rejected the token (HTTP 401): {token_help(self.env_file)}"
-                ) from err
+                raise self._rejected(subject, 401) from err
             raise FetchError(f"dataset {self.repo_id} not found at {hub}: check the repo id") from err
         except RevisionNotFoundError as err:
             raise FetchError(f"revision {self.revision!r} of {self.repo_id} not found; use main") from err
@@ -416,9 +417,7 @@ class HubSource(ShardSource):
         except HfHubHTTPError as err:
             status = _status(err)
             if status == 401:
-                raise AuthError(
-                    f"{subject}: the Hub rejected the token (HTTP 401): {token_help(self.env_file)}"
-                ) from err
+                raise self._rejected(subject, 401) from err
             if status == 403:
                 raise AuthError(
                     f"{subject}: the token may not read {self.repo_id} (HTTP 403): use a read token and "
