@@ -26,7 +26,7 @@ import numpy as np
 from egoclean.cli import run_main
 from egoclean.config import HelpFormatter, add_options, from_args, validate
 from egoclean.errors import InputError
-from egoclean.files import atomic_output, check_writable, save_npy, write_json
+from egoclean.files import atomic_output, check_writable, remove_dead_partials, save_npy, write_json
 from egoclean.layout import (
     DEFAULT_FOLDER,
     EMB_SUFFIX,
@@ -231,7 +231,9 @@ def analyze_clip(
     emb_path = Path(emb_path)
     emb, ts, meta = load_clip(emb_path)
     analysis = analyze(emb, ts, params)
-    outputs = write_clip_outputs(analysis, emb_path, _output_dir(emb_path, _opt_path(out_dir)), params, meta)
+    folder = _output_dir(emb_path, _opt_path(out_dir))
+    remove_dead_partials(folder)  # killed runs' temporary files (a live run's are kept)
+    outputs = write_clip_outputs(analysis, emb_path, folder, params, meta)
     record = analysis_record(analysis, emb_path, params, meta)
     return {
         **record,
@@ -269,6 +271,8 @@ def analyze_clips_jointly(
         dims = ", ".join(f"{p.name}: {emb.shape[1]}" for p, (emb, _, _) in zip(paths, clips, strict=True))
         raise InputError(f"embedding dimensions differ ({dims}); encode all clips with the same model")
     joint = analyze_joint([c[0] for c in clips], [c[1] for c in clips], params)
+    for folder in dict.fromkeys(_output_dir(path, _opt_path(out_dir)) for path in paths):
+        remove_dead_partials(folder)  # killed runs' temporary files (a live run's are kept)
     per_clip = []
     for path, (_, _, meta), analysis in zip(paths, clips, joint.clips, strict=True):
         outputs = write_clip_outputs(analysis, path, _output_dir(path, _opt_path(out_dir)), params, meta)

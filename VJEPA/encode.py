@@ -29,7 +29,7 @@ import numpy as np
 from egoclean.cli import EXIT_ERROR, run_main
 from egoclean.config import HelpFormatter, add_options, from_args, validate
 from egoclean.errors import EgoCleanError, InputError, VideoError
-from egoclean.files import check_can_create, save_npy, write_json
+from egoclean.files import check_can_create, remove_dead_partials, save_npy, write_json
 from egoclean.hwdecode import iter_rgb_tensors, pick_decoder
 from egoclean.layout import DEFAULT_FOLDER, embedding_paths, list_clips
 from egoclean.progress import Progress, terminal_progress
@@ -327,6 +327,9 @@ def encode_clips(
     progress = progress or Progress()
     if out_dir is not None:
         check_can_create(out_dir)  # before the model loads and the first clip is embedded
+    for folder in dict.fromkeys(out_dir if out_dir is not None else clip.parent for clip in clips):
+        if removed := remove_dead_partials(folder):
+            progress.log(f"{folder}: removed {len(removed)} temporary files of runs killed while writing")
     if encoder is None:
         encoder = load_encoder_for(settings)
     check_decode_setting(settings.decode, encoder)  # once, before any clip

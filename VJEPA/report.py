@@ -36,7 +36,7 @@ import numpy as np
 from egoclean.cli import run_main
 from egoclean.config import HelpFormatter
 from egoclean.errors import EgoCleanError, InputError
-from egoclean.files import atomic_output
+from egoclean.files import atomic_output, remove_dead_partials
 from egoclean.layout import (
     ANALYSIS_SUFFIX,
     EMB_SUFFIX,
@@ -305,6 +305,8 @@ def write_report(folder: Path, clip_records: list[dict], joint_record: dict | No
     content of joint_analysis.json, if any. Clips appear in natural order of their names.
     """
     folder = Path(folder)
+    for swept in (folder, folder / THUMB_DIR):
+        remove_dead_partials(swept)  # killed runs' temporary files (a live run's are kept)
     records = sorted(clip_records, key=lambda r: natural_key(clip_name(r)))
     clips = [clip_data(folder, r) for r in records]
     names = [c["name"] for c in clips]

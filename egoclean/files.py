@@ -1,10 +1,12 @@
 """Writing outputs safely: under a temporary name in the same folder, renamed into place when complete.
 
 An interrupted run therefore never leaves a half-written file under a final name, and a rerun can trust
-every final file it finds. Temporary files are `NAME.partial-PID-RANDOM.EXT`: unique to the writer, so
-two runs writing the same output never write into one file (the last rename wins, and each renamed file is
-complete); the extension is kept so that tools which pick a format by extension, such as FFmpeg's muxers,
-still work.
+every final file it finds. Temporary files are `NAME.partial-HOST-PID-RANDOM.EXT`: unique to the writer,
+so two runs writing the same output never write into one file (the last rename wins, and each renamed file
+is complete); the extension is kept so that tools which pick a format by extension, such as FFmpeg's
+muxers, still work. HOST and PID name the writer, so that a temporary file whose writer was killed can be
+told from one that a live run (on this machine or another sharing the folder) is writing:
+`remove_dead_partials`.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ import contextlib
 import errno
 import json
 import os
+import re
 import shutil
+import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,15 +27,78 @@ import numpy as np
 from egoclean.errors import OutputError
 
 PARTIAL_TAG = ".partial"
+# The writer in a temporary file's name: HOST-PID-RANDOM, or PID-RANDOM in names written before the host
+# was recorded. HOST may hold '-': the last two fields are always PID and RANDOM. Then the final's suffix.
+PARTIAL_WRITER = re.compile(r"\.partial-(?:(?P<host>[A-Za-z0-9_-]+)-)?(?P<pid>\d+)-[0-9a-f]{8}(?:\.[^.]*)?$")
+
+
+def writer_host() -> str:
+    """This machine as temporary names spell it: the host name with every character but letters, digits,
+    '_' and '-' replaced by '_', then '_' and the inode of this process's pid namespace when Linux shows
+    it. A pid means a process only within one pid namespace: containers that share a host name (host
+    networking) but not their pids must not judge each other's writers dead."""
+    host = re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname())[:64] or "host"
+    try:
+        return f"{host}_{os.stat('/proc/self/ns/pid').st_ino}"
+    except OSError:  # not Linux, or no /proc: the host name alone
+        return host
 
 
 def partial_path(final: Path) -> Path:
-    """rectified_clip_1.mp4 -> rectified_clip_1.partial-4242-1a2b3c4d.mp4 (a new name on every call)"""
-    return final.with_name(f"{final.stem}{PARTIAL_TAG}-{os.getpid()}-{uuid.uuid4().hex[:8]}{final.suffix}")
+    """rectified_clip_1.mp4 -> rectified_clip_1.partial-HOST-4242-1a2b3c4d.mp4 (a new name on every call;
+    HOST: writer_host())"""
+    writer = f"{writer_host()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    return final.with_name(f"{final.stem}{PARTIAL_TAG}-{writer}{final.suffix}")
 
 
 def is_partial(path: Path) -> bool:
     return PARTIAL_TAG in path.name
+
+
+def partial_writer(path: Path) -> tuple[str, int] | None:
+    """(host, pid) of the process that made the temporary file `path` (see partial_path); None for a name
+    partial_path did not make. A name without a host (written before hosts were recorded) is taken as
+    this host's: such files come from runs of an older version, which ran here or are long gone."""
+    match = PARTIAL_WRITER.search(Path(path).name)
+    if match is None:
+        return None
+    return match["host"] or writer_host(), int(match["pid"])
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` exists on this host (signal 0 checks without sending anything)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: it exists, owned by another user
+        return True
+    return True
+
+
+def remove_dead_partials(folder: Path) -> list[Path]:
+    """Delete the temporary files (and folders) in `folder` whose writer is provably dead: made on this
+    host by a process that no longer exists. Safe without any lock: a live writer's file, or one from
+    another host (its pid means nothing here), is left alone. Returns what was removed."""
+    here = writer_host()
+    try:
+        entries = list(Path(folder).iterdir())
+    except OSError:  # no such folder (yet): nothing to sweep
+        return []
+    removed = []
+    for path in entries:
+        writer = partial_writer(path)
+        if writer is None or writer[0] != here or process_alive(writer[1]):
+            continue
+        try:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+        except OSError:  # another sweep got there first, or no permission: a leftover, never a failed run
+            continue
+        removed.append(path)
+    return removed
 
 
 def remove_partials(final: Path) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from fractions import Fraction
 from pathlib import Path
 
@@ -97,3 +99,23 @@ def sample_hub(tmp_path_factory, spec, name: str = "hub") -> Path:
     root = tmp_path_factory.mktemp(name)
     write_sample_hub(root, spec)
     return root
+
+
+def dead_pid() -> int:
+    """The pid of a process that has exited and been reaped: os.kill(pid, 0) raises ProcessLookupError."""
+    child = subprocess.Popen([sys.executable, "-c", ""])
+    child.wait()
+    return child.pid
+
+
+def killed_writers_partial(final: Path, host: str | None = None) -> Path:
+    """A temporary file of `final` as partial_path names it, left by a writer that was killed: on `host`
+    (default this one), or in the old host-less form when host is ''."""
+    from egoclean.files import writer_host
+
+    host = writer_host() if host is None else host
+    writer = f"{host}-{dead_pid()}" if host else str(dead_pid())
+    path = final.with_name(f"{final.stem}.partial-{writer}-0badf00d{final.suffix}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"half written")
+    return path

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.helpers import killed_writers_partial
 from VJEPA import analyze as cli
 from VJEPA import synthetic as se
 from VJEPA.structure import StructureParams
@@ -104,6 +105,15 @@ def test_joint_on_two_clips_and_out_folder(tmp_path: Path, capsys: pytest.Captur
         for suffix in OUTPUT_SUFFIXES:
             assert (out / f"{stem}{suffix}").is_file()
     assert not _outputs(tmp_path)  # --out: nothing beside the clips
+
+
+def test_temporary_files_of_killed_runs_are_removed_and_others_kept(tmp_path: Path) -> None:
+    _write_clip(tmp_path, "a", se.periodic(60, 32, 10.0, 1.0, seed=1), se.timestamps(60))
+    dead = [killed_writers_partial(tmp_path / name) for name in ("a_diagnostics.png", "report.html")]
+    elsewhere = killed_writers_partial(tmp_path / "a_analysis.json", host="another-host")
+    thumb = killed_writers_partial(tmp_path / "report_thumbs" / "a_poster.jpg")
+    assert cli.main([str(tmp_path)]) == 0
+    assert not any(p.exists() for p in [*dead, thumb]) and elsewhere.exists()
 
 
 def test_python_entry_point(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from transformers import VJEPA2VideoProcessor
 
 from egoclean.errors import VideoError
 from egoclean.video import iter_frames
-from tests.helpers import CLIP_FPS, CLIP_FRAMES, write_test_clip
+from tests.helpers import CLIP_FPS, CLIP_FRAMES, killed_writers_partial, write_test_clip
 from VJEPA.embedder import ModelError, load_encoder
 from VJEPA.encode import encode_clip, main
 from VJEPA.preprocess import preprocess_frames
@@ -113,6 +113,17 @@ def test_cli_resume_message_and_force(test_clip, tiny_model_dir, tmp_path, capsy
     assert "skipped" in capsys.readouterr().out
     assert main([*args, "--force"]) == 0
     assert "skipped" not in capsys.readouterr().out
+
+
+def test_temporary_files_of_killed_runs_are_removed_and_others_kept(
+    test_clip, tiny_model_dir, tmp_path, capsys
+):
+    dead = killed_writers_partial(tmp_path / "clip_emb.npy")  # a run SIGKILLed while saving
+    elsewhere = killed_writers_partial(tmp_path / "clip_ts.npy", host="another-host")  # may be alive there
+    args = [str(test_clip), "--model", str(tiny_model_dir), "--window", "8", "--out", str(tmp_path)]
+    assert main(args) == 0
+    assert "removed 1 temporary files" in capsys.readouterr().out
+    assert not dead.exists() and elsewhere.exists()
 
 
 def test_too_short_clip_raises(tmp_path, encoder):
