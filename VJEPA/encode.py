@@ -9,7 +9,9 @@ For each clip X.mp4 it writes, beside the clip (or under --out):
     X_emb.json  the settings, model and clip facts that produced them
 
 Frames are decoded once and preprocessed once; whole windows are batched for the model. A clip whose
-outputs exist and match the current settings is skipped (--force recomputes).
+outputs exist and match the current settings is skipped (--force recomputes). Outputs of an earlier
+version of the mp4 are deleted (with their analysis) before it is embedded again; new embeddings delete
+the analysis of the ones they replace (X_analysis.json, X_diagnostics.png, X_distance.npy, X_autocorr.npy).
 """
 
 from __future__ import annotations
@@ -29,9 +31,9 @@ import numpy as np
 from egoclean.cli import EXIT_ERROR, run_main
 from egoclean.config import HelpFormatter, add_options, from_args, validate
 from egoclean.errors import EgoCleanError, InputError, VideoError
-from egoclean.files import check_can_create, remove_dead_partials, save_npy, write_json
+from egoclean.files import check_can_create, remove_dead_partials, remove_files, save_npy, write_json
 from egoclean.hwdecode import iter_rgb_tensors, pick_decoder
-from egoclean.layout import DEFAULT_FOLDER, embedding_paths, list_clips
+from egoclean.layout import DEFAULT_FOLDER, analysis_paths, embedding_paths, list_clips
 from egoclean.progress import Progress, terminal_progress
 from egoclean.video import Feeder, Frame, VideoInfo, converted, iter_frames, packed_array, prefetch, probe
 from egoclean.yuv_torch import Planes, frame_rgb
@@ -50,17 +52,10 @@ from VJEPA.windows import dropped_tail_frames, span_frames, stride_frames_for, w
 # Decoded frames may differ from the container's count by an edit list or a dropped last frame, never more.
 MAX_FRAME_COUNT_GAP = 3
 
+# Which version of the clip the outputs come from: the mp4's size and mtime (phase 1 rewrites it on a redo)
+SOURCE_KEYS = ("source_size", "source_mtime_ns")
 # The facts that decide the numbers in the outputs: a clip is skipped only if its JSON matches them.
-RESUME_KEYS = (
-    "model",
-    "dtype",
-    "window",
-    "frame_step",
-    "stride_frames",
-    "crop",
-    "source_size",
-    "source_mtime_ns",
-)
+RESUME_KEYS = ("model", "dtype", "window", "frame_step", "stride_frames", "crop", *SOURCE_KEYS)
 
 
 @dataclass(frozen=True)
@@ -73,14 +68,27 @@ class EncodeResult:
     skipped: bool  # outputs already matched the settings
 
 
+def read_sidecar(json_path: Path) -> dict | None:
+    """An X_emb.json's facts; None when it is missing, unreadable or not a JSON object."""
+    try:
+        written = json.loads(json_path.read_text())
+    except (OSError, ValueError):
+        return None
+    return written if isinstance(written, dict) else None
+
+
 def outputs_match(paths: tuple[Path, Path, Path], expected: dict[str, object]) -> bool:
     if not all(p.is_file() for p in paths):
         return False
-    try:
-        written = json.loads(paths[2].read_text())
-    except (OSError, json.JSONDecodeError):
-        return False
-    return isinstance(written, dict) and all(written.get(key) == expected[key] for key in RESUME_KEYS)
+    written = read_sidecar(paths[2])
+    return written is not None and all(written.get(key) == expected[key] for key in RESUME_KEYS)
+
+
+def made_from_another_video(json_path: Path, facts: dict[str, object]) -> bool:
+    """Whether the clip's X_emb.json says its embeddings come from another version of the mp4 (another
+    size or mtime). Embeddings of the same mp4 made with other settings are not: they still describe it."""
+    written = read_sidecar(json_path)
+    return written is not None and any(written.get(key) != facts[key] for key in SOURCE_KEYS)
 
 
 def clip_facts(video_path: Path, info: VideoInfo, encoder: Encoder, settings: EncodeSettings) -> dict:
@@ -188,6 +196,10 @@ def encode_clip(
     facts = clip_facts(video_path, info, encoder, settings) | {"frames_from": "decoded clip"}
     if not settings.force and outputs_match(paths, facts):
         return EncodeResult(video_path, *paths, n_windows=len(np.load(paths[1])), skipped=True)
+    if made_from_another_video(paths[2], facts):
+        # they, and the analysis made from them, describe a video that is gone: should this clip fail to
+        # embed, nothing may be left for analyze.py, the report or a person to take for this clip's
+        remove_files([*analysis_paths(paths[0]).values(), *paths])
     span = span_frames(settings.window, settings.frame_step)
     if info.n_frames and info.n_frames < span:  # the container's count: fail before loading any frame
         raise VideoError(f"{video_path}: {info.n_frames} frames, shorter than one window of {span} frames")
@@ -285,7 +297,9 @@ class StreamingClipEncoder:
 
 def write_outputs(paths: tuple[Path, Path, Path], emb: np.ndarray, ts: np.ndarray, facts: dict) -> None:
     """Write the arrays, then the JSON: each under a temporary name, renamed when complete. The JSON is
-    what resume checks, so it goes last."""
+    what resume checks, so it goes last. The analysis beside them (egoclean.layout.analysis_paths) is
+    deleted first: it was made from the embeddings these replace (analyze.py makes it again)."""
+    remove_files(analysis_paths(paths[0]).values())
     save_npy(paths[0], emb)
     save_npy(paths[1], ts)
     write_json(paths[2], facts)

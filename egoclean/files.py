@@ -19,7 +19,7 @@ import re
 import shutil
 import socket
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -129,6 +129,13 @@ def atomic_output(final: str | Path) -> Iterator[Path]:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
         raise
+
+
+def remove_files(paths: Iterable[Path]) -> None:
+    """Delete each of `paths` that exists; an OSError becomes the one-line OutputError naming the file."""
+    for path in paths:
+        with output_errors(Path(path)):
+            Path(path).unlink(missing_ok=True)
 
 
 def human_bytes(n_bytes: float) -> str:

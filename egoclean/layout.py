@@ -9,6 +9,9 @@ beside them. Both phases import these names; neither spells a file name of its o
     OUT/factory_001/rectified_clip_1_ts.npy         phase 2a: [N] window start times, s
     OUT/factory_001/rectified_clip_1_emb.json       phase 2a: the settings and facts behind them
     OUT/factory_001/rectified_clip_1_analysis.json  phase 2b: period, boundaries, repeats, anomalies, ...
+    OUT/factory_001/rectified_clip_1_distance.npy   phase 2b: consecutive cosine distance [N-1]
+    OUT/factory_001/rectified_clip_1_autocorr.npy   phase 2b: autocorrelation, lag 0..max
+    OUT/factory_001/rectified_clip_1_diagnostics.png phase 2b: the clip's figure
     OUT/factory_001/joint_analysis.json             phase 2b: all clips of the worker together
     OUT/factory_001/report.html                     phase 2b: the clickable report
     OUT/factory_001/worker_002/...                  the same for another worker of that factory
@@ -29,6 +32,13 @@ MANIFEST_FILE = "manifest.json"
 CAMERA_FILE = "intrinsics.json"
 EMB_SUFFIX, TS_SUFFIX, META_SUFFIX = "_emb.npy", "_ts.npy", "_emb.json"
 ANALYSIS_SUFFIX = "_analysis.json"
+# A clip's analysis outputs by role (VJEPA/analyze.py writes them): derived from its embeddings alone
+ANALYSIS_OUTPUTS = {
+    "json": ANALYSIS_SUFFIX,
+    "distance": "_distance.npy",
+    "autocorr": "_autocorr.npy",
+    "png": "_diagnostics.png",
+}
 JOINT_ANALYSIS_FILE = "joint_analysis.json"
 REPORT_FILE = "report.html"  # phase 2b: the page a person clicks through (VJEPA/report.py)
 DEFAULT_WORKER_DIR = "worker_001"  # the seed's worker writes straight into OUT/factory_XXX
@@ -56,6 +66,14 @@ def embedding_paths(video: Path, out_dir: Path | None = None) -> tuple[Path, Pat
     folder = Path(out_dir) if out_dir is not None else Path(video).parent
     stem = Path(video).stem
     return folder / f"{stem}{EMB_SUFFIX}", folder / f"{stem}{TS_SUFFIX}", folder / f"{stem}{META_SUFFIX}"
+
+
+def analysis_paths(emb_path: Path, out_dir: Path | None = None) -> dict[str, Path]:
+    """The analysis outputs of the embeddings X_emb.npy by role (ANALYSIS_OUTPUTS): X_analysis.json,
+    X_distance.npy, X_autocorr.npy and X_diagnostics.png, beside the embeddings or in out_dir."""
+    folder = Path(out_dir) if out_dir is not None else Path(emb_path).parent
+    stem = stem_of_embedding(emb_path)
+    return {role: folder / f"{stem}{suffix}" for role, suffix in ANALYSIS_OUTPUTS.items()}
 
 
 def stem_of_embedding(emb_path: Path) -> str:

@@ -106,6 +106,46 @@ def test_resume_skips_then_recomputes_on_change_or_force(test_clip, encoder, tmp
     assert not forced.skipped
 
 
+def test_a_clip_made_again_that_fails_to_embed_keeps_nothing_of_the_old_video(tmp_path, encoder):
+    from VJEPA.analyze import analyze_clip
+
+    clip = write_test_clip(tmp_path / "clip.mp4", CLIP_FRAMES)
+    settings = Settings(window=WINDOW, stride_s=STRIDE_S)
+    analyze_clip(encode_clip(clip, encoder, settings).emb_path)
+    assert len(list(tmp_path.iterdir())) == 8  # the clip, 3 embedding outputs, 4 analysis outputs
+    write_test_clip(clip, 6, 64, 48)  # phase 1 made it again, and the new one is too short to embed
+    with pytest.raises(VideoError, match="shorter than one window"):
+        encode_clip(clip, encoder, settings)
+    assert [p.name for p in tmp_path.iterdir()] == ["clip.mp4"]  # no analysis of the old video to report
+
+
+def test_other_settings_keep_what_still_describes_the_clip_until_replaced(tmp_path, encoder, monkeypatch):
+    from VJEPA import encode
+    from VJEPA.analyze import analyze_clip
+
+    clip = write_test_clip(tmp_path / "clip.mp4", CLIP_FRAMES)
+    analyze_clip(encode_clip(clip, encoder, Settings(window=WINDOW, stride_s=STRIDE_S)).emb_path)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+
+    def out_of_memory(*args, **kwargs):
+        raise ModelError("CUDA out of memory")
+
+    with monkeypatch.context() as patch:  # a redo with other settings fails: the clip is unchanged
+        patch.setattr(encode, "embed_frames", out_of_memory)
+        with pytest.raises(ModelError):
+            encode_clip(clip, encoder, Settings(window=WINDOW, stride_s=1.0))
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # all still valid: kept
+    redone = encode_clip(clip, encoder, Settings(window=WINDOW, stride_s=1.0))
+    assert json.loads(redone.json_path.read_text())["stride_frames"] == 30
+    # the analysis of the replaced embeddings is gone with them
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "clip.mp4",
+        "clip_emb.json",
+        "clip_emb.npy",
+        "clip_ts.npy",
+    ]
+
+
 def test_cli_resume_message_and_force(test_clip, tiny_model_dir, tmp_path, capsys):
     args = [str(test_clip), "--model", str(tiny_model_dir), "--window", "8", "--out", str(tmp_path)]
     assert main(args) == 0
