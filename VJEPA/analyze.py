@@ -19,19 +19,28 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from egoclean.cli import run_main
 from egoclean.config import HelpFormatter, add_options, from_args, validate
 from egoclean.errors import InputError
-from egoclean.files import atomic_output, check_writable, remove_dead_partials, save_npy, write_json
+from egoclean.files import (
+    atomic_output,
+    check_writable,
+    file_sha256,
+    remove_dead_partials,
+    save_npy,
+    write_json,
+)
 from egoclean.layout import (
     DEFAULT_FOLDER,
+    EMB_SHA256,
     EMB_SUFFIX,
     META_SUFFIX,
     TS_SUFFIX,
+    analysis_paths,
     list_embeddings,
     stem_of_embedding,
 )
@@ -89,8 +98,23 @@ def _load_array(path: Path) -> np.ndarray:
         raise InputError(f"{path}: not a readable .npy file ({exc}); {RERUN}") from exc
 
 
-def load_clip(emb_path: Path) -> tuple[np.ndarray, np.ndarray, dict[str, Any] | None]:
+class Clip(NamedTuple):
+    """One clip's embeddings as load_clip read them."""
+
+    emb: np.ndarray  # float32 [N, D]
+    ts: np.ndarray  # float64 [N], window start times, s
+    meta: dict[str, Any] | None  # X_emb.json, when there is one
+    emb_sha256: str  # of the X_emb.npy file read: the analysis records which embeddings it came from
+
+
+def load_clip(emb_path: Path) -> Clip:
     """Read and check X_emb.npy [N, D], X_ts.npy [N] and the optional X_emb.json of one clip."""
+    # hashed before it is read: should encode replace the file in between, the analysis is marked as
+    # coming from the older embeddings (and the report leaves it out), never the other way round
+    try:
+        emb_sha256 = file_sha256(emb_path)
+    except OSError:  # missing or unreadable: _load_array says which, in one line
+        emb_sha256 = ""
     emb = _load_array(emb_path)
     ts_path = emb_path.with_name(clip_stem(emb_path) + TS_SUFFIX)
     if emb.ndim != 2 or emb.shape[0] == 0 or emb.shape[1] == 0:
@@ -130,7 +154,7 @@ def load_clip(emb_path: Path) -> tuple[np.ndarray, np.ndarray, dict[str, Any] | 
             raise InputError(f"{meta_path}: not valid JSON ({exc}); delete it or {RERUN}") from exc
         if not isinstance(meta, dict):
             raise InputError(f"{meta_path}: expected a JSON object; delete it or {RERUN}")
-    return emb.astype(np.float32, copy=False), ts.astype(np.float64), meta
+    return Clip(emb.astype(np.float32, copy=False), ts.astype(np.float64), meta, emb_sha256)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -166,11 +190,17 @@ def json_safe(value: Any) -> Any:
 
 
 def analysis_record(
-    analysis: ClipAnalysis, emb_path: Path, params: StructureParams, meta: dict[str, Any] | None
+    analysis: ClipAnalysis,
+    emb_path: Path,
+    params: StructureParams,
+    meta: dict[str, Any] | None,
+    emb_sha256: str | None = None,
 ) -> dict[str, Any]:
-    """The JSON written for one clip."""
+    """The JSON written for one clip. emb_sha256: of the X_emb.npy analysed (the report leaves out an
+    analysis whose embeddings have changed since)."""
     record: dict[str, Any] = {
         "source": str(emb_path),
+        **({EMB_SHA256: emb_sha256} if emb_sha256 else {}),
         "n_windows": analysis.n_windows,
         "stride_s": analysis.stride_s,
         "period_s": analysis.period.period_s,
@@ -193,20 +223,15 @@ def analysis_record(
 
 
 def write_clip_outputs(
-    analysis: ClipAnalysis,
-    emb_path: Path,
-    out_dir: Path,
-    params: StructureParams,
-    meta: dict[str, Any] | None,
+    analysis: ClipAnalysis, emb_path: Path, out_dir: Path, record: dict[str, Any]
 ) -> dict[str, Path]:
-    stem = clip_stem(emb_path)
+    """Write one clip's analysis outputs (egoclean.layout.analysis_paths); `record`: its analysis_record."""
+    paths = analysis_paths(emb_path, out_dir)
     return {
-        "json": _save_json(
-            out_dir / f"{stem}_analysis.json", analysis_record(analysis, emb_path, params, meta)
-        ),
-        "distance": _save_npy(out_dir / f"{stem}_distance.npy", analysis.distance),
-        "autocorr": _save_npy(out_dir / f"{stem}_autocorr.npy", analysis.autocorr),
-        "png": _save_png(out_dir / f"{stem}_diagnostics.png", plots.clip_figure(analysis, stem)),
+        "json": _save_json(paths["json"], record),
+        "distance": _save_npy(paths["distance"], analysis.distance),
+        "autocorr": _save_npy(paths["autocorr"], analysis.autocorr),
+        "png": _save_png(paths["png"], plots.clip_figure(analysis, clip_stem(emb_path))),
     }
 
 
@@ -229,12 +254,12 @@ def analyze_clip(
     """Analyse one X_emb.npy, write its outputs, return the JSON record plus an "outputs" map of paths."""
     params = params or StructureParams()
     emb_path = Path(emb_path)
-    emb, ts, meta = load_clip(emb_path)
-    analysis = analyze(emb, ts, params)
+    clip = load_clip(emb_path)
+    analysis = analyze(clip.emb, clip.ts, params)
     folder = _output_dir(emb_path, _opt_path(out_dir))
     remove_dead_partials(folder)  # killed runs' temporary files (a live run's are kept)
-    outputs = write_clip_outputs(analysis, emb_path, folder, params, meta)
-    record = analysis_record(analysis, emb_path, params, meta)
+    record = analysis_record(analysis, emb_path, params, clip.meta, clip.emb_sha256)
+    outputs = write_clip_outputs(analysis, emb_path, folder, record)
     return {
         **record,
         "summary": plots.summary_line(analysis),
@@ -244,7 +269,7 @@ def analyze_clip(
 
 def load_analysable(
     emb_paths: Sequence[str | Path],
-) -> tuple[list[Path], list[tuple[np.ndarray, np.ndarray, dict[str, Any] | None]], list[str]]:
+) -> tuple[list[Path], list[Clip], list[str]]:
     """(paths, load_clip of each, one line per clip left out): of several clips, one too short to analyse
     is left out, not the folder's analysis; a single one, or every one, is the error."""
     paths, clips, left_out = [], [], []
@@ -267,16 +292,16 @@ def analyze_clips_jointly(
     """Analyse several clips of one worker together; per-clip outputs plus joint_analysis.json/.png."""
     params = params or StructureParams()
     paths, clips, left_out = load_analysable(emb_paths)  # every input checked before anything is written
-    if len({emb.shape[1] for emb, _, _ in clips}) != 1:
-        dims = ", ".join(f"{p.name}: {emb.shape[1]}" for p, (emb, _, _) in zip(paths, clips, strict=True))
+    if len({clip.emb.shape[1] for clip in clips}) != 1:
+        dims = ", ".join(f"{p.name}: {clip.emb.shape[1]}" for p, clip in zip(paths, clips, strict=True))
         raise InputError(f"embedding dimensions differ ({dims}); encode all clips with the same model")
-    joint = analyze_joint([c[0] for c in clips], [c[1] for c in clips], params)
+    joint = analyze_joint([clip.emb for clip in clips], [clip.ts for clip in clips], params)
     for folder in dict.fromkeys(_output_dir(path, _opt_path(out_dir)) for path in paths):
         remove_dead_partials(folder)  # killed runs' temporary files (a live run's are kept)
     per_clip = []
-    for path, (_, _, meta), analysis in zip(paths, clips, joint.clips, strict=True):
-        outputs = write_clip_outputs(analysis, path, _output_dir(path, _opt_path(out_dir)), params, meta)
-        record = analysis_record(analysis, path, params, meta)
+    for path, clip, analysis in zip(paths, clips, joint.clips, strict=True):
+        record = analysis_record(analysis, path, params, clip.meta, clip.emb_sha256)
+        outputs = write_clip_outputs(analysis, path, _output_dir(path, _opt_path(out_dir)), record)
         per_clip.append({**record, "summary": plots.summary_line(analysis), "outputs": outputs})
     common = _opt_path(out_dir) or Path(os.path.commonpath([str(p.resolve().parent) for p in paths]))
     names = [clip_stem(p) for p in paths]

@@ -36,9 +36,10 @@ import numpy as np
 from egoclean.cli import run_main
 from egoclean.config import HelpFormatter
 from egoclean.errors import EgoCleanError, InputError
-from egoclean.files import atomic_output, remove_dead_partials
+from egoclean.files import atomic_output, file_sha256, remove_dead_partials
 from egoclean.layout import (
     ANALYSIS_SUFFIX,
+    EMB_SHA256,
     EMB_SUFFIX,
     JOINT_ANALYSIS_FILE,
     REPORT_FILE,
@@ -328,19 +329,69 @@ def _worker_title(folder: Path) -> str:
 # Command line
 
 
-def read_folder(folder: Path) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
-    """The per-clip records (*_analysis.json, not joint_analysis.json) and the joint record of a folder."""
+def read_folder(folder: Path) -> tuple[list[dict[str, Any]], dict[str, Any] | None, list[str]]:
+    """The per-clip records (*_analysis.json, not joint_analysis.json) and the joint record of a folder,
+    without what is out of date (outdated, current_joint), and one line per thing left out."""
     if not folder.is_dir():
         raise InputError(f"{folder}: no such folder; give the folder analyze.py wrote to")
-    records = []
+    records, left_out = [], []
+    rerun = f"rerun python VJEPA/analyze.py {folder} --joint"
     for path in sorted(folder.glob(f"*{ANALYSIS_SUFFIX}"), key=lambda p: natural_key(p.name)):
         if path.name == JOINT_ANALYSIS_FILE:
             continue
-        records.append(_read_json(path))
+        record = _read_json(path)
+        why = outdated(folder, record)
+        if why is None:
+            records.append(record)
+        else:
+            left_out.append(f"{path}: {why}; left out of the report ({rerun})")
+    if not records and left_out:
+        raise InputError(f"{folder}: every analysis there is out of date ({left_out[0]})")
     if not records:
         raise InputError(f"{folder}: no *{ANALYSIS_SUFFIX} file; run python VJEPA/analyze.py {folder} first")
     joint_path = folder / JOINT_ANALYSIS_FILE
-    return records, _read_json(joint_path) if joint_path.is_file() else None
+    joint, changed = current_joint(_read_json(joint_path) if joint_path.is_file() else None, records)
+    if changed:
+        left_out.append(
+            f"{joint_path}: made before {', '.join(changed)} was analysed again; its matches with "
+            f"{'them' if len(changed) > 1 else 'it'} are left out of the report ({rerun})"
+        )
+    return records, joint, left_out
+
+
+def outdated(folder: Path, record: dict[str, Any]) -> str | None:
+    """Why an analysis record no longer describes its clip: the X_emb.npy it was computed from (its
+    SHA-256 is in the record) is gone, or another since (the clip was embedded again). None when it is
+    current, or when the record is from before analyses named their embeddings."""
+    digest = record.get(EMB_SHA256)
+    if not digest:
+        return None
+    name = clip_name(record)
+    emb = _first_existing(_candidates(folder, record, name + EMB_SUFFIX))  # the one the page would show
+    if emb is None:
+        return f"its embeddings ({name}{EMB_SUFFIX}) are gone: embed the clip again (python VJEPA/encode.py)"
+    try:
+        if file_sha256(emb) == digest:
+            return None
+    except OSError as err:
+        return f"{emb} cannot be read ({err.strerror or err})"
+    return f"{emb} has changed since it was analysed (the clip was embedded again)"
+
+
+def current_joint(
+    joint: dict[str, Any] | None, records: list[dict[str, Any]]
+) -> tuple[dict[str, Any] | None, list[str]]:
+    """The joint record without the matches of clips whose analysis is newer than it (their embeddings
+    differ from those the joint analysis used), and the names of those clips."""
+    if joint is None:
+        return None, []
+    now = {clip_name(r): r.get(EMB_SHA256) for r in records}
+    used = {clip_name(c): c.get(EMB_SHA256) for c in joint.get("clips") or [] if isinstance(c, dict)}
+    changed = sorted((name for name in used if name in now and used[name] != now[name]), key=natural_key)
+    if not changed:
+        return joint, []
+    matches = [m for m in joint.get("matches") or [] if not {m.get("clip_a"), m.get("clip_b")} & set(changed)]
+    return {**joint, "matches": matches}, changed
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -366,7 +417,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     def body() -> int:
-        records, joint = read_folder(args.folder)
+        records, joint, left_out = read_folder(args.folder)
+        for line in left_out:
+            print(f"warning: {line}", file=sys.stderr)
         try:
             print(write_report(args.folder, records, joint))
         except (KeyError, TypeError, ValueError, AttributeError, IndexError) as err:  # hand-edited, or old

@@ -88,7 +88,7 @@ def main() -> None:
     start = time.perf_counter()
     make_worker(args.out, args.clips, args.windows)
     print(f"synthetic worker + analysis: {time.perf_counter() - start:.1f} s")
-    records, joint = report.read_folder(args.out)
+    records, joint, _ = report.read_folder(args.out)
     for label in ("write_report (stills decoded)", "write_report (stills cached)"):
         start = time.perf_counter()
         page = report.write_report(args.out, records, joint)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import re
@@ -136,6 +137,15 @@ def remove_files(paths: Iterable[Path]) -> None:
     for path in paths:
         with output_errors(Path(path)):
             Path(path).unlink(missing_ok=True)
+
+
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of the file's bytes (read in 1 MiB blocks: embeddings can be tens of MB)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def human_bytes(n_bytes: float) -> str:

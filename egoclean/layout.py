@@ -32,6 +32,7 @@ MANIFEST_FILE = "manifest.json"
 CAMERA_FILE = "intrinsics.json"
 EMB_SUFFIX, TS_SUFFIX, META_SUFFIX = "_emb.npy", "_ts.npy", "_emb.json"
 ANALYSIS_SUFFIX = "_analysis.json"
+EMB_SHA256 = "embedding_sha256"  # the analysis JSON's key for the X_emb.npy it was computed from
 # A clip's analysis outputs by role (VJEPA/analyze.py writes them): derived from its embeddings alone
 ANALYSIS_OUTPUTS = {
     "json": ANALYSIS_SUFFIX,

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import struct
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -310,3 +312,56 @@ def test_a_period_range_upside_down_is_one_line(tmp_path: Path, capsys: pytest.C
     line = capsys.readouterr().err.strip()
     assert line.startswith("error: --max-period-s 10 is below --min-period-s 50") and "swap" in line
     assert not _outputs(tmp_path)
+
+
+def _page_clips(folder: Path) -> dict[str, Any]:
+    page = (folder / "report.html").read_text()
+    block = re.search(r'<script type="application/json" id="report-data">(.*?)</script>', page, re.S)
+    assert block is not None
+    return json.loads(block.group(1))
+
+
+def test_the_report_leaves_out_analyses_whose_embeddings_changed_or_are_gone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from VJEPA import report
+
+    paths = [
+        _write_clip(tmp_path, stem, se.periodic(60, 32, 10.0, 1.0, seed=seed), se.timestamps(60))
+        for seed, stem in enumerate(("a", "b", "c"))
+    ]
+    assert cli.main([str(tmp_path), "--joint"]) == 0
+    np.save(paths[0], se.periodic(60, 32, 7.0, 1.0, seed=9))  # a embedded again, not analysed again
+    paths[1].unlink()  # b's embeddings deleted
+    capsys.readouterr()
+    assert report.main([str(tmp_path)]) == 0
+    warnings = capsys.readouterr().err.splitlines()
+    assert len(warnings) == 2 and all(line.startswith("warning: ") for line in warnings)
+    assert "a_analysis.json" in warnings[0] and "changed since it was analysed" in warnings[0]
+    assert "b_analysis.json" in warnings[1] and "gone" in warnings[1]
+    assert [clip["name"] for clip in _page_clips(tmp_path)["clips"]] == ["c"]
+    paths[2].unlink()
+    assert report.main([str(tmp_path)]) == 2  # nothing current: one line, no empty page
+    assert "every analysis there is out of date" in capsys.readouterr().err
+
+
+def test_the_report_leaves_out_joint_matches_of_a_clip_analysed_again(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from VJEPA import report
+
+    clip_a = se.change_point(150, 64, 70, 0.5, seed=1)
+    clip_b = se.change_point(120, 64, 50, 0.5, seed=2)
+    clip_b[30:70] = clip_a[90:130]  # the one cross-clip match
+    path_a = _write_clip(tmp_path, "a", clip_a, se.timestamps(150))
+    _write_clip(tmp_path, "b", clip_b, se.timestamps(120))
+    assert cli.main([str(tmp_path), "--joint"]) == 0
+    assert report.main([str(tmp_path)]) == 0 and _page_clips(tmp_path)["joint"]["matches"]
+    np.save(path_a, se.change_point(150, 64, 70, 0.5, seed=3))  # a embedded again, then analysed alone
+    assert cli.main([str(path_a)]) == 0
+    capsys.readouterr()
+    assert report.main([str(tmp_path)]) == 0
+    warning = capsys.readouterr().err
+    assert warning.startswith("warning: ") and "joint_analysis.json: made before a was" in warning
+    data = _page_clips(tmp_path)
+    assert [clip["name"] for clip in data["clips"]] == ["a", "b"] and data["joint"]["matches"] == []
