@@ -56,7 +56,7 @@ from egoclean.engine import (
 )
 from egoclean.errors import EgoCleanError, FetchError, OutputError, SettingError
 from egoclean.files import check_writable
-from egoclean.layout import list_embeddings, rectified_name
+from egoclean.layout import CAMERA_FILE, list_embeddings, rectified_name
 from egoclean.locks import FileLock, new_run_id
 from egoclean.progress import Progress
 from egoclean.records import FAILED, SKIPPED, write_record
@@ -75,6 +75,7 @@ from fisheye.pipeline import (
     open_source,
     rectify_stage,
     remove_staging,
+    restore_camera_record,
     run_staging,
     shard_has_nothing_to_do,
     update_manifest,
@@ -493,6 +494,25 @@ def plan_worker(job: Job, source: ShardSource, settings: Phase1Settings) -> Work
     return WorkerPlan(settings, folder, staging, lock, shards, done_wanted)
 
 
+def restore_camera_records(job: Job, plans: list[WorkerPlan], progress: Progress) -> list[str]:
+    """Each planned worker's lost or unreadable intrinsics.json written again, as phase 1 on its own does at
+    its end (fisheye.pipeline.restore_camera_record: a folder whose clips are all done is not rectified
+    again, so nothing else would write it). Returns one failure line per worker whose camera could not be
+    written (its calibration unreachable or damaged); the others go on."""
+    failures = []
+    for p in plans:
+        source = job.source(p.settings)
+        restore = functools.partial(restore_camera_record, p.folder, p.settings, source, job.run_id, progress)
+        try:
+            with_retries(restore, job.scale.max_retries, job.backoff_s)
+        except OutputError:
+            raise  # the disk or the folder: every other worker would fail the same way
+        except EgoCleanError as err:
+            progress.error(f"{p.settings.worker_ref}: {err}")
+            failures.append(f"{p.settings.worker_ref} {CAMERA_FILE}: {err}")
+    return failures
+
+
 @dataclass
 class ScaleResult:
     rows: list[Row]
@@ -568,6 +588,7 @@ def run_scale(
         raise OutputError(stopped)
     for p in plans:
         remove_staging(p.staging, p.staging_lock)
+    camera_failures = restore_camera_records(job, plans, progress)
     analysis, unanalysed = {}, []
     if encode is not None:  # a worker's day takes about a minute (bench/RESULTS.md): spread over the cluster
         folders = [str(p.folder) for p in plans]
@@ -581,12 +602,16 @@ def run_scale(
     counts: dict[str, int] = {}
     for row in rows:
         counts[row["status"]] = counts.get(row["status"], 0) + 1
-    failures = [
-        f"{' '.join(filter(None, (r['worker'], r['clip_name'] or r['shard'])))}: {r['reason']} "
-        f"({r['attempts']} attempt(s))"
-        for r in rows
-        if r["status"] == FAILED
-    ] + unanalysed
+    failures = (
+        [
+            f"{' '.join(filter(None, (r['worker'], r['clip_name'] or r['shard'])))}: {r['reason']} "
+            f"({r['attempts']} attempt(s))"
+            for r in rows
+            if r["status"] == FAILED
+        ]
+        + camera_failures
+        + unanalysed
+    )
     busy = {
         stage: sum(float(r.get(f"{stage}_s") or 0.0) for r in rows) for stage in ("fetch", "rectify", "embed")
     }

@@ -463,3 +463,22 @@ def test_two_drivers_at_once_on_one_folder(hub, local_run, cluster, tmp_path):
         output, _ = run.communicate(timeout=180)
         assert run.returncode == 0, output
     assert_phase1_like(out, local_run[0])
+
+
+@pytest.mark.parametrize("engine", ["local", "ray"])
+def test_a_lost_intrinsics_json_is_written_again_by_a_rerun_on_either_engine(hub, tmp_path, engine):
+    """Once only phase 1 on its own wrote it again (fisheye.pipeline.restore_camera_record); a scale-out
+    rerun with every clip done left the folder without its camera."""
+    out = tmp_path / "data"
+    settings, scale = replace(phase1(hub, out), clips="1"), ScaleSettings(engine=engine)
+    assert run_scale(settings, scale).counts == {"done": 1}
+    camera = out / "factory_001/intrinsics.json"
+    original = json.loads(camera.read_text())
+    camera.write_text("{")  # unreadable, as a truncated copy would be
+    result = run_scale(settings, scale)
+    assert result.counts == {} and not result.failures
+    assert json.loads(camera.read_text()) == original
+    camera.unlink()
+    assert run_scale(settings, scale).counts == {}
+    assert json.loads(camera.read_text()) == original
+    assert not list(out.rglob(".staging"))
