@@ -49,6 +49,9 @@ from VJEPA.embedder import (
 from VJEPA.settings import EncodeSettings
 from VJEPA.windows import dropped_tail_frames, span_frames, stride_frames_for, window_count
 
+# What to do about a rectified clip that is not a readable video: phase 1 makes it again once it is gone.
+REMAKE_CLIP = "delete it and rerun phase 1 for this clip (bash run.sh 1)"
+
 # Decoded frames may differ from the container's count by an edit list or a dropped last frame, never more.
 MAX_FRAME_COUNT_GAP = 3
 
@@ -191,7 +194,7 @@ def encode_clip(
     written. Nothing appears under a final name unless all three outputs are complete.
     """
     video_path = Path(video_path)
-    info = probe(video_path)
+    info = probe(video_path, remedy=REMAKE_CLIP)
     paths = embedding_paths(video_path, None if out_dir is None else Path(out_dir))
     facts = clip_facts(video_path, info, encoder, settings) | {"frames_from": "decoded clip"}
     if not settings.force and outputs_match(paths, facts):

@@ -62,6 +62,13 @@ def encoder_works(name: str) -> bool:
     return True
 
 
+# FFmpeg reads MP4 and QuickTime files with one demuxer, named by the whole family ("mov,mp4,m4a,3gp,3g2,
+# mj2"). Every clip here is an MP4: the dataset's and those VideoWriter writes. Other demuxers open other
+# files happily: a JPEG or PNG renamed .mp4 reads (jpeg_pipe, png_pipe) as a video of one frame.
+MP4_DEMUXER = "mp4"
+REWRITE_IT = "delete it and fetch or write it again"  # what to do about a bad file, unless the caller knows
+
+
 def duration_tolerance_s(fps: float) -> float:
     """How far two durations of the same frames may differ: containers round the last frame's length and
     edit lists differently. Three frames, and at least half a second (the frame count is the exact check)."""
@@ -103,26 +110,44 @@ class Frame:
     data: Any  # np.ndarray | torch.Tensor (torch is not imported here)
 
 
-def _open(path: Path, hwaccel: av.codec.hwaccel.HWAccel | None = None) -> av.container.InputContainer:
+def _open(
+    path: Path,
+    hwaccel: av.codec.hwaccel.HWAccel | None = None,
+    label: str | None = None,
+    remedy: str = REWRITE_IT,
+) -> av.container.InputContainer:
+    """`path` opened for reading, refused unless it is an MP4 holding a video stream (see probe)."""
+    label = label or str(path)
     if not path.is_file():
         raise VideoError(f"{path}: no such video file; check the path or rerun the step that writes it")
     try:
         container = av.open(str(path), mode="r", hwaccel=hwaccel)
     except (av.FFmpegError, OSError) as err:
         raise VideoError(
-            f"{path}: not a readable video ({err.__class__.__name__}: {err}); the file is truncated or "
-            "corrupt: delete it and fetch or write it again"
+            f"{label}: not a readable video ({err.__class__.__name__}: {err}), truncated or corrupt; {remedy}"
         ) from err
+    demuxer = container.format
+    if MP4_DEMUXER not in demuxer.name.split(","):
+        container.close()
+        raise VideoError(
+            f"{label}: not an MP4 video (FFmpeg reads it as {demuxer.long_name!r}, {demuxer.name}: a still "
+            f"image renamed .mp4, say); {remedy}"
+        )
     if not container.streams.video:
         container.close()
-        raise VideoError(f"{path}: holds no video stream; it is not a clip from the dataset")
+        raise VideoError(f"{label}: holds no video stream; {remedy}")
     return container
 
 
-def probe(path: str | Path) -> VideoInfo:
-    """Read the header of `path` and describe its first video stream."""
+def probe(path: str | Path, label: str | None = None, remedy: str = REWRITE_IT) -> VideoInfo:
+    """Read the header of `path` and describe its first video stream.
+
+    Raises VideoError, naming the file as `label` (default: its path) and ending with `remedy` (what to do:
+    the caller knows where the file came from), for a file that is missing, unreadable, not an MP4 (a still
+    image renamed .mp4 would otherwise read as a video of one frame) or without a video stream.
+    """
     path = Path(path)
-    with _open(path) as container:
+    with _open(path, label=label, remedy=remedy) as container:
         stream = container.streams.video[0]
         ctx = stream.codec_context
         rate = stream.average_rate or stream.guessed_rate or Fraction(30)
@@ -135,7 +160,7 @@ def probe(path: str | Path) -> VideoInfo:
             duration_s = 0.0
         n_frames = stream.frames or round(duration_s * rate)
         if ctx.width <= 0 or ctx.height <= 0:
-            raise VideoError(f"{path}: video stream has no frame size; the file is corrupt")
+            raise VideoError(f"{label or path}: video stream has no frame size; {remedy}")
         return VideoInfo(
             path=path,
             width=ctx.width,

@@ -161,10 +161,7 @@ def verify_clip(clip: ExtractedClip) -> VideoInfo:
     size = path.stat().st_size
     if size != expected.size_bytes:
         raise mismatch("size_bytes", expected.size_bytes, size)
-    try:
-        info = probe(path)
-    except VideoError as err:
-        raise VideoError(f"{origin}: not a readable video ({err.__cause__ or err}); {advice}") from err
+    info = probe(path, label=origin, remedy=advice)
     want_codec = FFMPEG_CODEC.get(expected.codec.lower(), expected.codec.lower())
     if info.codec != want_codec:
         raise mismatch("codec", f"{expected.codec} ({want_codec})", info.codec)

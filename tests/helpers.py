@@ -38,11 +38,23 @@ def moving_frame(index: int, width: int, height: int) -> np.ndarray:
     return rgb
 
 
-def write_test_clip(path: Path, n_frames: int, width: int = CLIP_WIDTH, height: int = CLIP_HEIGHT) -> Path:
-    """An H.264 clip of `n_frames` moving frames at 30 fps (pts in 1/30 s ticks)."""
-    with VideoWriter(path, width, height, rate=Fraction(CLIP_FPS), time_base=Fraction(1, CLIP_FPS)) as writer:
+def write_test_clip(
+    path: Path, n_frames: int, width: int = CLIP_WIDTH, height: int = CLIP_HEIGHT, codec: str = "h264"
+) -> Path:
+    """An H.264 (or `codec`) clip of `n_frames` moving frames at 30 fps (pts in 1/30 s ticks)."""
+    rate, time_base = Fraction(CLIP_FPS), Fraction(1, CLIP_FPS)
+    with VideoWriter(path, width, height, rate=rate, time_base=time_base, codec=codec) as writer:
         for index in range(n_frames):
             writer.write(rgb_to_yuv420p(moving_frame(index, width, height)), pts=index)
+    return path
+
+
+def write_still_image(path: Path, image_type: str = ".jpg") -> Path:
+    """One moving_frame encoded as a still image (".jpg", ".png") under `path`, whatever its suffix: a
+    picture renamed .mp4."""
+    ok, data = cv2.imencode(image_type, moving_frame(0, CLIP_WIDTH, CLIP_HEIGHT))
+    assert ok
+    path.write_bytes(data.tobytes())
     return path
 
 

@@ -17,7 +17,7 @@ from transformers import VJEPA2VideoProcessor
 
 from egoclean.errors import VideoError
 from egoclean.video import iter_frames
-from tests.helpers import CLIP_FPS, CLIP_FRAMES, killed_writers_partial, write_test_clip
+from tests.helpers import CLIP_FPS, CLIP_FRAMES, killed_writers_partial, write_still_image, write_test_clip
 from VJEPA.embedder import ModelError, load_encoder
 from VJEPA.encode import encode_clip, main
 from VJEPA.preprocess import preprocess_frames
@@ -171,6 +171,15 @@ def test_too_short_clip_raises(tmp_path, encoder):
     with pytest.raises(VideoError, match="shorter than one window"):
         encode_clip(short, encoder, Settings(window=WINDOW), tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["short.mp4"]
+
+
+def test_a_still_image_renamed_as_a_rectified_clip_is_refused(tmp_path, encoder):
+    """Once read as a video of one frame and called too short; it is no video at all, and phase 1 makes
+    the clip again."""
+    still = write_still_image(tmp_path / "rectified_clip_1.mp4")
+    with pytest.raises(VideoError, match=r"rectified_clip_1\.mp4: not an MP4 video .*rerun phase 1"):
+        encode_clip(still, encoder, Settings(window=WINDOW), tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rectified_clip_1.mp4"]
 
 
 def make_bad_inputs(folder: Path) -> dict[str, Path]:

@@ -36,6 +36,7 @@ from fisheye.sample import SampleClip, SampleSpec, write_sample_hub
 from fisheye.shards import ExtractedClip, extract_clips, verify_clip
 from fisheye.sources import HUB_DOWNLOAD_DIR, HubSource, LocalSource, resolve_token
 from tests.fake_hub import FakeHub
+from tests.helpers import CLIP_HEIGHT, CLIP_WIDTH, write_still_image
 
 WORKER = WorkerRef.parse("factory_001/worker_001")
 GOOD, GATED = "hf_test_good_0123", "hf_test_gated_4567"
@@ -711,6 +712,25 @@ def test_verify_undecodable_clip(good_clip: ExtractedClip, tmp_path: Path) -> No
         VideoError, match=f"clip {good_clip.name} in shard t.tar: not a readable video .*download"
     ):
         verify_clip(replace(good_clip, video_path=garbage))
+
+
+def test_verify_refuses_a_still_image_its_sidecar_describes(good_clip: ExtractedClip, tmp_path: Path) -> None:
+    """A JPEG in the shard with a sidecar that matches it (mjpeg, its size, one frame at 25 fps): FFmpeg
+    reads it as a video of one frame, and every field agreed, so it was once rectified."""
+    still = write_still_image(tmp_path / f"{good_clip.name}.mp4")
+    sidecar = replace(
+        good_clip.sidecar,
+        codec="mjpeg",
+        width=CLIP_WIDTH,
+        height=CLIP_HEIGHT,
+        fps=25.0,
+        duration_sec=0.04,
+        size_bytes=still.stat().st_size,
+    )
+    with pytest.raises(
+        VideoError, match=f"clip {good_clip.name} in shard t.tar: not an MP4 video .*download it again"
+    ):
+        verify_clip(replace(good_clip, video_path=still, sidecar=sidecar))
 
 
 def test_verify_missing_file(good_clip: ExtractedClip, tmp_path: Path) -> None:

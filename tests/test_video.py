@@ -6,7 +6,9 @@ import av
 import numpy as np
 import pytest
 
-from egoclean.video import iter_frames, packed_array
+from egoclean.errors import VideoError
+from egoclean.video import iter_frames, packed_array, probe
+from tests.helpers import CLIP_FRAMES, write_still_image, write_test_clip
 
 
 @pytest.mark.parametrize("pixel_format", ["rgb24", "bgr24", "gray"])
@@ -29,3 +31,24 @@ def test_iter_frames_views_outlive_their_frames(test_clip):
     for view, copy in zip(views, copies, strict=True):
         np.testing.assert_array_equal(view, copy)
     assert not np.array_equal(views[0], views[-1])  # frames differ, so a reused buffer would show
+
+
+@pytest.mark.parametrize("image_type", [".jpg", ".png"])
+def test_a_still_image_renamed_mp4_is_refused_not_read_as_a_video_of_one_frame(tmp_path, image_type):
+    """FFmpeg's image demuxers open a picture as a video of one frame; no clip here is anything but MP4."""
+    still = write_still_image(tmp_path / "rectified_clip_1.mp4", image_type)
+    expected = r"rectified_clip_1\.mp4: not an MP4 video \(FFmpeg reads it as .*\); delete it"
+    with pytest.raises(VideoError, match=expected):
+        probe(still)
+    with pytest.raises(VideoError, match=expected):
+        next(iter_frames(still))
+    with pytest.raises(VideoError, match=r"^clip 1 of shard 7: not an MP4 video .*; download it again$"):
+        probe(still, label="clip 1 of shard 7", remedy="download it again")
+
+
+@pytest.mark.parametrize("codec", ["h264", "h265"])  # what phase 1 writes; the dataset's clips are H.265
+def test_the_mp4s_the_project_writes_are_read(tmp_path, codec):
+    clip = write_test_clip(tmp_path / "clip.mp4", CLIP_FRAMES, codec=codec)
+    info = probe(clip)
+    assert info.codec == {"h264": "h264", "h265": "hevc"}[codec] and info.n_frames == CLIP_FRAMES
+    assert sum(1 for _ in iter_frames(clip)) == CLIP_FRAMES
