@@ -10,8 +10,14 @@ item alone.
     with crash_guard(staging / ATTEMPTS_DIR / "rectified_clip_3", limit=3, what="rectified_clip_3.mp4"):
         ...   # on entry: CrashLoopError if 3 earlier attempts never returned
 
-Keep the marks in the run's own staging folder (which every node of the run shares): each run then starts
-from a clean count, and the marks go when the staging folder does.
+Where the marks live decides how long a count lasts. The scale-out keeps them in the run's own staging
+folder (which every node of the run shares): each run starts from a clean count, and the marks go when the
+staging folder does. Phase 1 on its own (one process: a death ends the run) keeps them in the output folder,
+so the count carries over from run to run; `clear_attempts` starts it again (--retry-failed).
+
+Only a death that skips Python's cleanup is counted: Ctrl-C, SIGTERM (egoclean.cli turns it into an
+exception) and any error run the guard's `finally`. A `kill -9` or a power cut counts as a death too: the
+price of counting what no code sees, paid only when it happens `limit` times on the same item.
 """
 
 from __future__ import annotations
@@ -34,17 +40,22 @@ def unreturned_attempts(mark: Path) -> int:
         return 0
 
 
+def clear_attempts(mark: Path) -> None:
+    """Forget the attempts at the item `mark` stands for: the next one is the first again."""
+    mark.unlink(missing_ok=True)
+
+
 @contextlib.contextmanager
-def crash_guard(mark: Path, limit: int, what: str) -> Iterator[int]:
+def crash_guard(mark: Path, limit: int, what: str, again: str = "run again") -> Iterator[int]:
     """Run the body as one more attempt at the item `mark` stands for; yields the attempt's number (1 for the
-    first). Raises CrashLoopError on entry, and clears the mark, when `limit` attempts already died."""
+    first). Raises CrashLoopError on entry when `limit` attempts already died; the count stays, so every
+    later attempt gives up too until `clear_attempts`. `again` ends the message: how to try it again."""
     died = unreturned_attempts(mark)
     if died >= limit:
-        mark.unlink(missing_ok=True)
         raise CrashLoopError(
             f"{what}: the process working on it died {died} times (killed for memory, or a crash in a "
             "decoder or the model); left out so that the rest go on. Check the node's memory "
-            "(dmesg | grep -i oom), then run again",
+            f"(dmesg | grep -i oom), then {again}",
             attempts=died,
         )
     with atomic_output(mark) as tmp:  # renamed into place: a kill mid-write leaves the old count

@@ -66,7 +66,8 @@ class ScaleSettings:
     max_retries: int = setting(
         2,
         "retries of a clip or shard that fails for a passing reason (the network, the Hub's load) or whose "
-        "process dies under it (out of memory, a crash), before it is recorded as failed",
+        "process dies under it (out of memory, a crash), before it is recorded as failed (the local engine's"
+        " phase 1, which such a death ends: over reruns, see --retry-failed)",
         low=0,
         high=20,
         metavar="N",

@@ -24,7 +24,14 @@ from egoclean.engine import ScaleSettings
 from egoclean.errors import SettingError
 from egoclean.progress import Progress, terminal_progress
 from egoclean.scale import one_pass_tap, run_scale
-from fisheye.pipeline import choose_data, open_source, run_phase1, worker_output_dir
+from fisheye.pipeline import (
+    choose_data,
+    left_out,
+    left_out_line,
+    open_source,
+    run_phase1,
+    worker_output_dir,
+)
 from fisheye.settings import Phase1Settings
 from VJEPA.phase2 import run_phase2
 from VJEPA.settings import DEFAULT_MODEL, EncodeSettings
@@ -129,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         if scale.engine != "local" or scale.workers is not None:
             return run_scaled(command, phase1, encode, params, scale, progress)
         folder = worker_output_dir(phase1)
-        encoder, tap = None, None
+        encoder, tap, failed = None, None, {}
         if command in ("2", "all"):
             encode = stand_in_model(phase1, encode, progress)
         if command == "all":  # one pass: the model embeds each clip while phase 1 makes it
@@ -140,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
         if command in ("1", "all"):
             also = f", embedding each clip in the same pass ({encode.model})" if tap else ""
             progress.log(f"phase 1: fetch and rectify -> {folder}{also}")
-            run_phase1(phase1, open_source(phase1, progress), progress, tap)
+            manifest = run_phase1(phase1, open_source(phase1, progress), progress, tap, scale.max_retries)
+            failed = left_out(manifest, phase1)  # said again at the end: phase 2 goes on without them
         if command in ("2", "all"):
             progress.log(f"phase 2: V-JEPA 2 embeddings ({encode.model}) and temporal structure -> {folder}")
             result = run_phase2(folder, encode, params, progress, encoder)
@@ -150,6 +158,9 @@ def main(argv: list[str] | None = None) -> int:
             if result.failures:
                 progress.error(f"{len(result.failures)} clip(s) could not be embedded (see above)")
                 return EXIT_ERROR
+        if failed:
+            progress.error(left_out_line(failed, folder))
+            return EXIT_ERROR
         return 0
 
     return run_main(body)

@@ -9,10 +9,17 @@ from __future__ import annotations
 
 import argparse
 
-from egoclean.cli import run_main
+from egoclean.cli import EXIT_ERROR, run_main
 from egoclean.config import HelpFormatter, add_options, from_args, validate
 from egoclean.progress import terminal_progress
-from fisheye.pipeline import choose_data, open_source, run_phase1, worker_output_dir
+from fisheye.pipeline import (
+    choose_data,
+    left_out,
+    left_out_line,
+    open_source,
+    run_phase1,
+    worker_output_dir,
+)
 from fisheye.settings import Phase1Settings
 
 DESCRIPTION = (
@@ -39,10 +46,14 @@ def main(argv: list[str] | None = None) -> int:
         settings = validate(from_args(Phase1Settings, args))  # every setting checked before any download
         settings = choose_data(settings, progress)
         manifest = run_phase1(settings, open_source(settings, progress), progress)
+        folder = worker_output_dir(settings)
         print(
-            f"done: {len(manifest['clips'])} rectified clip(s) in {worker_output_dir(settings)} "
+            f"done: {len(manifest['clips'])} rectified clip(s) in {folder} "
             f"(intrinsics.json, manifest.json, *_preview.jpg beside them)"
         )
+        if failed := left_out(manifest, settings):
+            progress.error(left_out_line(failed, folder))
+            return EXIT_ERROR
         return 0
 
     return run_main(body)

@@ -26,19 +26,23 @@ import av
 import cv2
 import numpy as np
 
-from egoclean.errors import AuthError, CalibrationError, FetchError, OutputError, VideoError
+from egoclean.attempts import ATTEMPTS_DIR, clear_attempts, crash_guard
+from egoclean.engine import ScaleSettings
+from egoclean.errors import AuthError, CalibrationError, CrashLoopError, FetchError, OutputError, VideoError
 from egoclean.files import atomic_output, check_free_space, check_writable, remove_partials, write_json
 from egoclean.layout import CAMERA_FILE, MANIFEST_FILE, output_dir, preview_name, rectified_name
 from egoclean.locks import LOCKS_DIR, FileLock, new_run_id
 from egoclean.progress import Progress
 from egoclean.records import (
     DONE,
+    FAILED,
     RECORDS_DIR,
     SKIPPED,
     is_done,
     read_record,
     read_records,
     record_path,
+    settings_hash,
     write_record,
 )
 from egoclean.video import VideoInfo, durations_agree, probe
@@ -63,6 +67,11 @@ if TYPE_CHECKING:
 MANIFEST_VERSION = 1
 STAGING_DIR = ".staging"  # raw intermediates (shards, extracted clips, Hub cache); deleted when done
 
+
+# Retries of a clip whose process died under it, before it is left out: --max-retries (a scale-out option;
+# phase 1 on its own is given it by egoclean.run, and `python -m fisheye` runs with its default).
+DEFAULT_MAX_RETRIES = ScaleSettings().max_retries
+RETRY_FAILED = "run again with --retry-failed"
 
 MAX_INVALID_FRACTION = 0.5  # refuse a rectified view that is more black border than picture
 MAX_NAMES_SHOWN = 5  # an error lists at most this many clip names, then counts the rest
@@ -303,8 +312,9 @@ def update_manifest(
     """Rewrite manifest.json from the clip records, under the folder's manifest lock; returns it.
 
     The manifest lists every clip whose record is done with these settings (the format phase 2 reads,
-    egoclean.layout.manifest_clips). `shards` (shard -> its full clip list, known once a run streamed it) is
-    merged with what the manifest already knew of the same source, so no run's knowledge is lost.
+    egoclean.layout.manifest_clips), and under "failed" the reason of each clip recorded as failed with them.
+    `shards` (shard -> its full clip list, known once a run streamed it) is merged with what the manifest
+    already knew of the same source, so no run's knowledge is lost.
     """
     worker = settings.worker_ref
     affecting = settings.output_affecting()
@@ -312,16 +322,25 @@ def update_manifest(
     with manifest_lock(folder, run_id):
         remove_partials(path)
         known = known_shard_clips(folder, source_description) | (shards or {})
+        records = sorted(read_records(folder), key=lambda r: str(r.get("key")))
         clips = {
             record["key"]: record["entry"]
-            for record in sorted(read_records(folder), key=lambda r: str(r.get("key")))
+            for record in records
             if record.get("key") is not None and is_done(record, folder, affecting)
+        }
+        failed = {
+            record["key"]: record["reason"]
+            for record in records
+            if record.get("key") is not None
+            and record.get("status") == FAILED
+            and record.get("settings_hash") == settings_hash(affecting)
         }
         manifest = {
             "version": MANIFEST_VERSION,
             "worker": f"{worker.factory}/{worker.worker}",
             "settings": affecting,
             "clips": clips,
+            "failed": failed,
             "shards": known,
             "source": source_description,
         }
@@ -380,13 +399,35 @@ class WorkerContext:
     progress: Progress
     cameras: dict[tuple[int, int], PinholeCamera] = field(default_factory=dict)
     tap: TapFactory | None = None  # one pass: who else gets each rectified frame
+    # Phase 1 on its own: attempts at a clip whose process died, counted in the output folder (from run to
+    # run), before the clip is left out. None: the scale-out counts them itself, per run (egoclean.scale).
+    attempt_limit: int | None = None
+
+
+def attempts_mark(folder: Path, output_name: str) -> Path:
+    """Where phase 1 on its own counts the attempts at a clip that died with their process
+    (egoclean.attempts): beside the records, so that a run that a clip kills does not forget them."""
+    return folder / ATTEMPTS_DIR / output_name
+
+
+def forget_deaths(folder: Path, settings: Phase1Settings) -> None:
+    """--retry-failed: the wanted clips (all: every clip) that were left out for killing their process are
+    tried again, from a count of 0."""
+    if settings.clip_indices is None:
+        marks = list((folder / ATTEMPTS_DIR).glob("*"))
+    else:
+        marks = [attempts_mark(folder, rectified_name(index)) for index in settings.clip_indices]
+    for mark in marks:
+        clear_attempts(mark)
 
 
 def rectify_stage(
     clip: ExtractedClip, ctx: WorkerContext, run_id: str | None = None, wait: bool = True
 ) -> str:
     """Make one clip's outputs and its record, holding the clip's lock. Returns "done", "skipped" (its
-    record says another run finished it), or "busy" (another run holds it and `wait` is False)."""
+    record says another run finished it), "busy" (another run holds it and `wait` is False), or, with
+    ctx.attempt_limit, "failed": that many attempts died with their process, so it is recorded as failed
+    (the reason said on ctx.progress) and left out."""
     name, folder, settings = rectified_name(clip.index), ctx.folder, ctx.settings
     lock = clip_lock(folder, name, run_id)
     if not lock.try_acquire():
@@ -402,7 +443,26 @@ def rectify_stage(
         final = folder / name
         for path in (final, final.with_name(preview_name(name)), record_path(folder, name)):
             remove_partials(path)  # a killed run's leftovers: nobody else writes them while we hold the lock
-        entry = process_clip(clip, ctx)
+        if ctx.attempt_limit is None:
+            entry = process_clip(clip, ctx)
+        else:
+            try:
+                mark = attempts_mark(folder, name)
+                with crash_guard(mark, ctx.attempt_limit, f"{clip.name} -> {name}", RETRY_FAILED):
+                    entry = process_clip(clip, ctx)
+            except CrashLoopError as err:
+                write_record(
+                    folder,
+                    name,
+                    FAILED,
+                    affecting,
+                    key=f"{clip.index:05d}",
+                    reason=str(err),
+                    attempts=err.attempts,
+                    run_id=run_id,
+                )
+                ctx.progress.error(str(err))
+                return FAILED
         write_record(folder, name, DONE, affecting, key=f"{clip.index:05d}", entry=entry, run_id=run_id)
         return DONE
     finally:
@@ -414,10 +474,14 @@ def run_phase1(
     source: ShardSource,
     progress: Progress | None = None,
     tap: TapFactory | None = None,
+    max_retries: int = DEFAULT_MAX_RETRIES,
 ) -> dict:
     """Fetch, rectify and clean up one worker's clips; returns the manifest (also saved as manifest.json).
 
     tap: makes, for each clip rectified now, a ClipTap that is handed every rectified frame (one pass).
+    max_retries: a clip whose process died under it (out of memory, a crash: the run ends with it) is tried
+        again by this many reruns; the next one records it as failed and goes on without it (`left_out`).
+        The count is kept in the output folder (attempts_mark); --retry-failed clears it.
 
     Safe to run twice at once on one folder: each run stages in its own folder, each clip is made under
     its own lock (a run finding a clip taken waits for it rather than redoing it), and the manifest is
@@ -427,7 +491,7 @@ def run_phase1(
     new_folders = [p for p in (folder, *folder.parents) if not p.exists()]
     check_writable(folder)
     try:
-        return _run_phase1(settings, source, progress, folder, tap)
+        return _run_phase1(settings, source, progress, folder, tap, 1 + max_retries)
     except BaseException:
         for path in new_folders:  # a run that made nothing leaves no empty folders behind
             if path.is_dir() and not any(path.rglob("*.mp4")) and not any(path.rglob("*.json")):
@@ -436,10 +500,17 @@ def run_phase1(
 
 
 def _run_phase1(
-    settings: Phase1Settings, source: ShardSource, progress: Progress, folder: Path, tap: TapFactory | None
+    settings: Phase1Settings,
+    source: ShardSource,
+    progress: Progress,
+    folder: Path,
+    tap: TapFactory | None,
+    attempt_limit: int,
 ) -> dict:
     worker = settings.worker_ref
     run_id = new_run_id()
+    if settings.retry_failed:
+        forget_deaths(folder, settings)
     described = source.describe()
     done = finished_clips(folder, settings)
     wanted = None if settings.clip_indices is None else set(settings.clip_indices)
@@ -452,7 +523,7 @@ def _run_phase1(
     try:
         known_shards = known_shard_clips(folder, described)
         calib = fetch_calibration(source, settings, staging)
-        ctx = WorkerContext(calib, settings, folder, progress, tap=tap)
+        ctx = WorkerContext(calib, settings, folder, progress, tap=tap, attempt_limit=attempt_limit)
         shards = source.list_shards(worker)
         progress.log(f"{worker.factory}/{worker.worker}: {len(shards)} shard(s) on {described}")
         found: set[int] = set()
@@ -487,6 +558,21 @@ def _run_phase1(
     remove_staging(staging, staging_lock)
     restore_camera_record(folder, settings, source, run_id, progress)
     return manifest
+
+
+def left_out(manifest: dict, settings: Phase1Settings) -> dict[str, str]:
+    """The wanted clips (all: every clip) that `manifest` lists as failed, by key, with the reason."""
+    wanted = settings.clip_indices
+    failed = manifest.get("failed") or {}
+    return {key: reason for key, reason in failed.items() if wanted is None or int(key) in wanted}
+
+
+def left_out_line(failed: dict[str, str], folder: Path) -> str:
+    """The line that ends a run which left clips out (`left_out`), each named by a line of its own before."""
+    return (
+        f"{len(failed)} clip(s) left out ({', '.join(sorted(failed))}; the reasons are above and under "
+        f"'failed' in {folder / MANIFEST_FILE}); the others are done"
+    )
 
 
 def restore_camera_record(

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from egoclean.attempts import crash_guard, unreturned_attempts
+from egoclean.attempts import clear_attempts, crash_guard, unreturned_attempts
 from egoclean.errors import CrashLoopError
 
 
@@ -33,7 +33,12 @@ def test_each_attempt_whose_process_died_is_counted_and_the_next_over_the_limit_
     with over as caught, crash_guard(mark, 3, "clip 3"):
         pytest.fail("the body of an item over the limit must not run")
     assert caught.value.attempts == 3
-    assert not mark.exists(), "the count is cleared with the failure: a later try starts again"
+    with pytest.raises(CrashLoopError), crash_guard(mark, 3, "clip 3"):
+        pytest.fail("the count stays: a later attempt gives up too")
+    clear_attempts(mark)
+    with crash_guard(mark, 3, "clip 3") as attempt:
+        assert attempt == 1, "cleared: the next attempt is the first again"
+    assert not mark.exists()
 
 
 def test_an_attempt_that_returns_or_raises_is_not_counted(tmp_path):

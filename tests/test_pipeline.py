@@ -3,14 +3,21 @@ rectify, verify, resume, clean up, and every kind of bad input."""
 
 import io
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
 import torch
 
+from egoclean.attempts import unreturned_attempts
 from egoclean.errors import VideoError
+from egoclean.records import read_record
 from egoclean.video import probe
 from fisheye import pipeline
 from fisheye.cli import main
@@ -30,6 +37,7 @@ SPEC = SampleSpec(
     preset="ultrafast",
 )
 WORKER_DIR = Path("factory_001/workers/worker_001")
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +63,7 @@ def test_local_source_end_to_end(hub, tmp_path):
     assert run_cli(hub, out, "--clips", "00001,00002", "--decode", "auto") == 0
     folder = out / "factory_001"
     assert sorted(p.name for p in folder.iterdir()) == [
+        ".attempts",  # attempts at a clip whose process died (none did; kept, as .locks, for other runs)
         ".locks",  # one lock file per clip and the manifest's (kept: deleting a lock file is a race)
         ".records",  # one record per finished clip
         "intrinsics.json",
@@ -410,3 +419,73 @@ def test_a_lost_intrinsics_json_is_written_again_by_a_rerun(hub, tmp_path, damag
     assert run_cli(hub, out, "--clips", "1,2") == 0
     assert json.loads(camera.read_text()) == original
     assert not (out / "factory_001" / pipeline.STAGING_DIR).exists()
+
+
+# Phase 1 (python -m fisheye) in a process of its own, whose clip 1 ends that process as the kernel's OOM
+# killer would (no cleanup runs), or, with EGOCLEAN_TEST_HANG, waits there to be sent a signal.
+POISONED_RUN = """
+import os, sys, time
+from pathlib import Path
+from fisheye import pipeline
+from fisheye.cli import main
+real = pipeline.process_clip
+def poisoned(clip, ctx):
+    if clip.index == 1:
+        Path(os.environ["EGOCLEAN_TEST_FLAG"]).write_text("in clip 1")
+        if os.environ.get("EGOCLEAN_TEST_HANG"):
+            time.sleep(300)
+        os._exit(137)
+    return real(clip, ctx)
+pipeline.process_clip = poisoned
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def poisoned_run(hub: Path, out: Path, flag: Path, hang: bool = False) -> subprocess.Popen:
+    env = {**os.environ, "EGOCLEAN_TEST_FLAG": str(flag)} | ({"EGOCLEAN_TEST_HANG": "1"} if hang else {})
+    command = [sys.executable, "-c", POISONED_RUN, "--source", str(hub), "--out", str(out)]
+    command += ["--preset", "ultrafast", "--clips", "1,2"]
+    return subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def test_a_clip_that_kills_its_process_is_left_out_after_max_retries_reruns(hub, tmp_path, capsys):
+    """The local engine ends with the process a clip kills, so the count of such deaths is kept in the
+    output folder from run to run (once each rerun met the clip again, and died again)."""
+    out, flag = tmp_path / "data", tmp_path / "flag"
+    folder = out / "factory_001"
+    mark = folder / ".attempts/rectified_clip_1.mp4"
+    assert poisoned_run(hub, out, flag).wait(120) == 137
+    assert unreturned_attempts(mark) == 1
+    # SIGTERM (kill, a scheduler) is not a death: the guard's cleanup runs, and the count starts again
+    run = poisoned_run(hub, out, flag, hang=True)
+    flag.unlink()
+    deadline = time.monotonic() + 120
+    while not flag.exists() and time.monotonic() < deadline and run.poll() is None:
+        time.sleep(0.01)
+    run.send_signal(signal.SIGTERM)
+    output, _ = run.communicate(timeout=60)
+    assert run.returncode == 143 and b"interrupted:" in output and b"Traceback" not in output, output
+    assert unreturned_attempts(mark) == 0
+    for died in (1, 2, 3):  # --max-retries 2: 3 tries in all
+        assert poisoned_run(hub, out, flag).wait(120) == 137
+        assert unreturned_attempts(mark) == died
+    assert not (folder / "rectified_clip_2.mp4").exists(), "no run got past clip 1"
+
+    # the next run, here in this process and without the poison, leaves clip 1 out and does clip 2; so does
+    # every rerun, until --retry-failed
+    for _ in range(2):
+        assert run_cli(hub, out, "--clips", "1,2") == 2
+        err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
+        assert len(err) == 2, err
+        assert "factory001_worker001_00001 -> rectified_clip_1.mp4: " in err[0] and "died 3 times" in err[0]
+        assert "dmesg | grep -i oom" in err[0] and "--retry-failed" in err[0]
+        assert "1 clip(s) left out (00001;" in err[1]
+        assert not (folder / "rectified_clip_1.mp4").exists() and (folder / "rectified_clip_2.mp4").exists()
+        manifest = json.loads((folder / "manifest.json").read_text())
+        assert list(manifest["clips"]) == ["00002"] and list(manifest["failed"]) == ["00001"]
+        record = read_record(folder, "rectified_clip_1.mp4")
+        assert record["status"] == "failed" and record["attempts"] == 3
+    assert run_cli(hub, out, "--clips", "1,2", "--retry-failed") == 0
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert list(manifest["clips"]) == ["00001", "00002"] and manifest["failed"] == {}
+    assert not mark.exists() and not list(out.rglob(".staging"))
