@@ -282,6 +282,22 @@ def test_cycle_table_opens_on_demand_and_sorts_by_clicked_header(page):
     assert page.locator("#clip-1 details.cycle-table").count() == 0  # a clip without cycles has none
 
 
+def test_every_clips_anomalies_in_one_table_sort_by_duration_and_play(page):
+    spans = [(c["name"], a) for c in page.data["clips"] for a in c["anomalies"]]
+    table = page.locator("#joint table.worker-anomalies")
+    assert table.locator("tbody tr").count() == len(spans) >= 2
+    table.locator("th button", has_text="duration").click()
+    table.locator("th button", has_text="duration").click()  # longest first
+    durations = [float(t) for t in table.locator("tbody tr td:nth-child(2)").all_inner_texts()]
+    assert durations == sorted((a["end_s"] - a["start_s"] for _, a in spans), reverse=True)
+    longest = max(spans, key=lambda s: s[1]["end_s"] - s[1]["start_s"])
+    assert table.locator("tbody tr").first.inner_text().startswith(longest[0])
+    page.evaluate("document.querySelectorAll('video').forEach(v => v.pause())")
+    table.locator("tbody tr button").first.click()
+    clip = next(i for i, c in enumerate(page.data["clips"]) if c["name"] == longest[0])
+    wait_time(page, f"#clip-{clip} video", longest[1]["start_s"])
+
+
 def test_clicking_a_joint_match_seeks_both_spans(page):
     match = page.data["joint"]["matches"][-1]
     page.locator("button.match").last.click()

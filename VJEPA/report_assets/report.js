@@ -384,31 +384,39 @@
   }
 
   function fillCycleTable(clip, box) {
-    const d = clip.data;
-    const columns = [["index", "#"], ["start_s", "start"], ["duration_s", "duration (s)"], ["deviation", "deviation"]];
+    const columns = [
+      ["index", "#", (c) => String(c.index)],
+      ["start_s", "start", (c) => el("button", { type: "button", text: fmtTime(c.start_s),
+        "aria-label": `play cycle ${c.index} from ${fmtTime(c.start_s)}`, onclick: () => seekClip(clip, c.start_s) })],
+      ["duration_s", "duration (s)", (c) => fmtNum(c.duration_s)],
+      ["deviation", "deviation", (c) => fmtNum(c.deviation)],
+    ];
+    box.append(sortableTable("cycles", columns, clip.data.cycles.slice(), "index"));
+  }
+
+  /** A table sorted by a click on a column's head (again: the other way). columns: [key, title, cell], where
+   *  key names a numeric field of the rows (null: not sortable) and cell(row) gives a string or a node. */
+  function sortableTable(cls, columns, rows, firstKey) {
     const tbody = el("tbody");
-    const heads = columns.map(([key, title]) => el("th", { scope: "col", "aria-sort": key === "index" ? "ascending" : "none" },
-      el("button", { type: "button", text: title, onclick: () => sortBy(key) })));
-    let sortKey = "index", ascending = true;
-    const rows = d.cycles.slice();
+    let sortKey = firstKey, ascending = true;
+    const heads = columns.map(([key, title]) => el("th", { scope: "col", "aria-sort": key === null ? null : key === sortKey ? "ascending" : "none" },
+      key === null ? title : el("button", { type: "button", text: title, onclick: () => sortBy(key) })));
     function sortBy(key) {
       ascending = key === sortKey ? !ascending : true;
       sortKey = key;
-      heads.forEach((th, i) => th.setAttribute("aria-sort", columns[i][0] === key ? (ascending ? "ascending" : "descending") : "none"));
+      heads.forEach((th, i) => { if (columns[i][0] !== null) th.setAttribute("aria-sort", columns[i][0] === key ? (ascending ? "ascending" : "descending") : "none"); });
       fill();
     }
     function fill() {
       const sign = ascending ? 1 : -1;
       rows.sort((a, b) => sign * ((a[sortKey] ?? -Infinity) - (b[sortKey] ?? -Infinity)));
-      tbody.replaceChildren(...rows.map((c) => el("tr", {},
-        el("td", { text: String(c.index) }),
-        el("td", {}, el("button", { type: "button", text: fmtTime(c.start_s), "aria-label": `play cycle ${c.index} from ${fmtTime(c.start_s)}`,
-          onclick: () => seekClip(clip, c.start_s) })),
-        el("td", { text: fmtNum(c.duration_s) }),
-        el("td", { text: fmtNum(c.deviation) }))));
+      tbody.replaceChildren(...rows.map((row) => el("tr", {}, ...columns.map(([, , cell]) => {
+        const value = cell(row);
+        return typeof value === "string" ? el("td", { text: value }) : el("td", {}, value);
+      }))));
     }
     fill();
-    box.append(el("div", { class: "table-wrap" }, el("table", { class: "cycles" }, el("thead", {}, el("tr", {}, ...heads)), tbody)));
+    return el("div", { class: "table-wrap" }, el("table", { class: cls }, el("thead", {}, el("tr", {}, ...heads)), tbody));
   }
 
   // ---------------------------------------------------------------------------------------- self-similarity
@@ -578,12 +586,31 @@
       const [clip, local] = locate(t);
       seekClip(clip, local, { scroll: true });
     });
+    if (allAnomalies.length) section.append(buildWorkerAnomalies());
     if (DATA.joint) {
       section.append(el("h3", { text: `Cross-clip matches (${joint.matches.length})` }));
       if (!joint.matches.length) section.append(el("p", { class: "muted", text: "none found" }));
       else section.append(buildMatchView(), buildMatchList());
     }
     return section;
+  }
+  /** Every clip's anomalies in one table, in clip order: sorted by duration or score, the worst of a worker's
+   *  day come first; a click plays the span in its clip. */
+  function buildWorkerAnomalies() {
+    const rows = allAnomalies.map((a, order) => {
+      const span = a.clip.data.anomalies[a.k];
+      return { a, span, order, duration_s: span.end_s - span.start_s, score: span.score };
+    });
+    const columns = [
+      ["order", "clip and span", (r) => el("button", { type: "button", text: `${r.a.clip.data.name} ${fmtTime(r.span.start_s)}–${fmtTime(r.span.end_s)}`,
+        "aria-label": `play ${r.a.clip.data.name} anomaly ${r.a.k + 1} from ${fmtTime(r.span.start_s)}`,
+        onclick: () => { seekClip(r.a.clip, r.span.start_s, { scroll: true }); markAnomaly(r.a.clip, r.a.k); } })],
+      ["duration_s", "duration (s)", (r) => fmtNum(r.duration_s)],
+      ["score", "score", (r) => fmtNum(r.score)],
+      [null, "why", (r) => kindText(r.span)],
+    ];
+    return el("div", {}, el("h3", { text: `Anomalies of every clip (${rows.length})` }),
+      sortableTable("worker-anomalies", columns, rows, "order"));
   }
   function locate(t) {
     let c = 0;
