@@ -45,11 +45,10 @@ def clear_attempts(mark: Path) -> None:
     mark.unlink(missing_ok=True)
 
 
-@contextlib.contextmanager
-def crash_guard(mark: Path, limit: int, what: str, again: str = "run again") -> Iterator[int]:
-    """Run the body as one more attempt at the item `mark` stands for; yields the attempt's number (1 for the
-    first). Raises CrashLoopError on entry when `limit` attempts already died; the count stays, so every
-    later attempt gives up too until `clear_attempts`. `again` ends the message: how to try it again."""
+def check_attempts(mark: Path, limit: int, what: str, again: str = "run again") -> int:
+    """How many attempts at the item `mark` stands for died (`unreturned_attempts`). Raises CrashLoopError,
+    naming the item as `what` and ending with `again`, when that is `limit` or more: the item is left out.
+    A planner can ask this before it fetches anything for the item; crash_guard asks it on entry."""
     died = unreturned_attempts(mark)
     if died >= limit:
         raise CrashLoopError(
@@ -58,6 +57,15 @@ def crash_guard(mark: Path, limit: int, what: str, again: str = "run again") -> 
             f"(dmesg | grep -i oom), then {again}",
             attempts=died,
         )
+    return died
+
+
+@contextlib.contextmanager
+def crash_guard(mark: Path, limit: int, what: str, again: str = "run again") -> Iterator[int]:
+    """Run the body as one more attempt at the item `mark` stands for; yields the attempt's number (1 for the
+    first). Raises CrashLoopError on entry when `limit` attempts already died; the count stays, so every
+    later attempt gives up too until `clear_attempts`. `again` ends the message: how to try it again."""
+    died = check_attempts(mark, limit, what, again)
     with atomic_output(mark) as tmp:  # renamed into place: a kill mid-write leaves the old count
         tmp.write_text(str(died + 1))
     try:

@@ -26,7 +26,7 @@ import av
 import cv2
 import numpy as np
 
-from egoclean.attempts import ATTEMPTS_DIR, clear_attempts, crash_guard
+from egoclean.attempts import ATTEMPTS_DIR, check_attempts, clear_attempts, crash_guard, unreturned_attempts
 from egoclean.engine import ScaleSettings
 from egoclean.errors import AuthError, CalibrationError, CrashLoopError, FetchError, OutputError, VideoError
 from egoclean.files import atomic_output, check_free_space, check_writable, remove_partials, write_json
@@ -293,8 +293,9 @@ def known_shard_clips(folder: Path, source_description: str) -> dict[str, list[i
 def shard_has_nothing_to_do(
     shard: str, known: dict[str, list[int]], done: set[int], wanted: set[int] | None
 ) -> bool:
-    """Every clip of `shard` that is wanted (None: all) is finished, so the shard need not be downloaded
-    again (known: known_shard_clips; a shard whose clip list is not known has to be)."""
+    """Every clip of `shard` that is wanted (None: all) is in `done` (finished, or on the local engine left
+    out for killing its process), so the shard need not be downloaded again (known: known_shard_clips; a
+    shard whose clip list is not known has to be)."""
     recorded = known.get(shard)
     if recorded is None:
         return False
@@ -421,6 +422,63 @@ def forget_deaths(folder: Path, settings: Phase1Settings) -> None:
         clear_attempts(mark)
 
 
+def attempts_label(clip_name: str, output_name: str) -> str:
+    """How a clip whose process died is named in the line that leaves it out."""
+    return f"{clip_name} -> {output_name}"
+
+
+def record_left_out(
+    folder: Path,
+    settings: Phase1Settings,
+    index: int,
+    err: CrashLoopError,
+    run_id: str | None,
+    progress: Progress,
+) -> str:
+    """Record clip `index` as failed with these settings (manifest.json lists it under "failed"), say why on
+    `progress`; returns "failed"."""
+    name = rectified_name(index)
+    affecting = settings.output_affecting()
+    write_record(
+        folder,
+        name,
+        FAILED,
+        affecting,
+        key=f"{index:05d}",
+        reason=str(err),
+        attempts=err.attempts,
+        run_id=run_id,
+    )
+    progress.error(str(err))
+    return FAILED
+
+
+def leave_out_dead_clip(
+    index: int, folder: Path, settings: Phase1Settings, limit: int, run_id: str, progress: Progress
+) -> bool:
+    """Phase 1 on its own, before any shard is fetched: True when `limit` attempts at clip `index` died with
+    their process (attempts_mark) and --retry-failed did not clear them; the clip is then recorded as failed
+    (`record_left_out`) and left out, so its shard need not be downloaded for it. False: it is to be made (or
+    another run holds it, or finished it since)."""
+    name = rectified_name(index)
+    mark = attempts_mark(folder, name)
+    if unreturned_attempts(mark) < limit:
+        return False  # the common case, decided without taking the clip's lock
+    lock = clip_lock(folder, name, run_id)
+    if not lock.try_acquire():
+        return False  # another run is making it (after --retry-failed): not ours to leave out
+    try:
+        if is_done(read_record(folder, name), folder, settings.output_affecting()):
+            return False
+        check_attempts(mark, limit, attempts_label(settings.worker_ref.clip_name(index), name), RETRY_FAILED)
+        return False
+    except CrashLoopError as err:
+        record_left_out(folder, settings, index, err, run_id, progress)
+        return True
+    finally:
+        lock.release()
+
+
 def rectify_stage(
     clip: ExtractedClip, ctx: WorkerContext, run_id: str | None = None, wait: bool = True
 ) -> str:
@@ -448,21 +506,10 @@ def rectify_stage(
         else:
             try:
                 mark = attempts_mark(folder, name)
-                with crash_guard(mark, ctx.attempt_limit, f"{clip.name} -> {name}", RETRY_FAILED):
+                with crash_guard(mark, ctx.attempt_limit, attempts_label(clip.name, name), RETRY_FAILED):
                     entry = process_clip(clip, ctx)
-            except CrashLoopError as err:
-                write_record(
-                    folder,
-                    name,
-                    FAILED,
-                    affecting,
-                    key=f"{clip.index:05d}",
-                    reason=str(err),
-                    attempts=err.attempts,
-                    run_id=run_id,
-                )
-                ctx.progress.error(str(err))
-                return FAILED
+            except CrashLoopError as err:  # a clip of a shard whose clip list was not known when planned
+                return record_left_out(folder, settings, clip.index, err, run_id, ctx.progress)
         write_record(folder, name, DONE, affecting, key=f"{clip.index:05d}", entry=entry, run_id=run_id)
         return DONE
     finally:
@@ -512,16 +559,25 @@ def _run_phase1(
     if settings.retry_failed:
         forget_deaths(folder, settings)
     described = source.describe()
-    done = finished_clips(folder, settings)
+    rectified = finished_clips(folder, settings)
     wanted = None if settings.clip_indices is None else set(settings.clip_indices)
+    known_shards = known_shard_clips(folder, described)
+    # A clip left out for killing its process is as good as done for the walk: no shard is fetched for it
+    candidates = wanted if wanted is not None else {i for clips in known_shards.values() for i in clips}
+    left = {
+        i
+        for i in sorted(candidates - rectified)
+        if leave_out_dead_clip(i, folder, settings, attempt_limit, run_id, progress)
+    }
+    done = rectified | left  # nothing to do for these in this run
     if wanted is not None and wanted <= done:
-        progress.log(f"all {len(wanted)} clip(s) already rectified in {folder}; nothing to do")
+        made = f"{len(wanted - left)} of the {len(wanted)}" if left else f"all {len(wanted)}"
+        progress.log(f"{made} clip(s) already rectified in {folder}; nothing to do")
         restore_camera_record(folder, settings, source, run_id, progress)
         return update_manifest(folder, settings, described, run_id=run_id)
 
     staging, staging_lock = run_staging(folder, run_id)
     try:
-        known_shards = known_shard_clips(folder, described)
         calib = fetch_calibration(source, settings, staging)
         ctx = WorkerContext(calib, settings, folder, progress, tap=tap, attempt_limit=attempt_limit)
         shards = source.list_shards(worker)

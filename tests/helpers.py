@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import subprocess
 import sys
 from fractions import Fraction
@@ -11,6 +13,7 @@ import av
 import cv2
 import numpy as np
 
+from egoclean.attempts import crash_guard
 from egoclean.video import VideoWriter
 
 CLIP_WIDTH, CLIP_HEIGHT, CLIP_FPS, CLIP_FRAMES = 320, 180, 30, 90
@@ -131,3 +134,17 @@ def killed_writers_partial(final: Path, host: str | None = None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"half written")
     return path
+
+
+def _die_inside(mark: Path, limit: int) -> None:
+    with crash_guard(mark, limit, "clip 3"):
+        os._exit(9)  # as the OOM killer or a segfault would end it: no finally, no exit handlers
+
+
+def attempt_in_a_process_that_dies(mark: Path, limit: int) -> int:
+    """One attempt at the item `mark` counts (egoclean.attempts), in a process that dies inside it; returns
+    that process's exit code (9)."""
+    process = multiprocessing.get_context("fork").Process(target=_die_inside, args=(mark, limit))
+    process.start()
+    process.join(30)
+    return process.exitcode if process.exitcode is not None else -1

@@ -2,26 +2,11 @@
 
 from __future__ import annotations
 
-import multiprocessing
-import os
-from pathlib import Path
-
 import pytest
 
 from egoclean.attempts import clear_attempts, crash_guard, unreturned_attempts
 from egoclean.errors import CrashLoopError
-
-
-def die_inside(mark: Path, limit: int) -> None:
-    with crash_guard(mark, limit, "clip 3"):
-        os._exit(9)  # as the OOM killer or a segfault would end it: no finally, no exit handlers
-
-
-def attempt_in_a_process_that_dies(mark: Path, limit: int) -> int:
-    process = multiprocessing.get_context("fork").Process(target=die_inside, args=(mark, limit))
-    process.start()
-    process.join(30)
-    return process.exitcode if process.exitcode is not None else -1
+from tests.helpers import attempt_in_a_process_that_dies
 
 
 def test_each_attempt_whose_process_died_is_counted_and_the_next_over_the_limit_gives_up(tmp_path):

@@ -27,7 +27,7 @@ from fisheye.sample import SampleClip, SampleSpec, write_sample_hub
 from fisheye.settings import Phase1Settings
 from fisheye.sources import HubSource, LocalSource
 from tests.fake_hub import FakeHub
-from tests.helpers import sample_hub
+from tests.helpers import attempt_in_a_process_that_dies, sample_hub
 
 SPEC = SampleSpec(
     width=192,
@@ -489,3 +489,55 @@ def test_a_clip_that_kills_its_process_is_left_out_after_max_retries_reruns(hub,
     manifest = json.loads((folder / "manifest.json").read_text())
     assert list(manifest["clips"]) == ["00001", "00002"] and manifest["failed"] == {}
     assert not mark.exists() and not list(out.rglob(".staging"))
+
+
+def left_out_lines(capsys) -> list[str]:
+    """The run's `error:` lines, which must be the clip left out (clip 1, for killing its process) and the
+    closing line that counts it."""
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
+    assert len(err) == 2, err
+    assert "factory001_worker001_00001 -> rectified_clip_1.mp4: " in err[0] and "--retry-failed" in err[0]
+    assert "1 clip(s) left out (00001;" in err[1]
+    return err
+
+
+def test_a_clip_left_out_for_killing_its_process_costs_no_download(hub, tmp_path, capsys, monkeypatch):
+    """A rerun that leaves a clip out (1 + --max-retries deaths in a row) does not fetch its shard, yet still
+    records it as failed, under that rerun's settings; --retry-failed fetches it again."""
+    out = tmp_path / "data"
+    folder = out / "factory_001"
+    assert run_cli(hub, out, "--clips", "1,2") == 0  # the manifest learns which shard holds which clip
+    (folder / "rectified_clip_1.mp4").unlink()  # to be made again, and each attempt kills its process
+    for _ in range(3):
+        assert attempt_in_a_process_that_dies(folder / ".attempts/rectified_clip_1.mp4", 3) == 9
+    capsys.readouterr()
+    fetched: list[str] = []
+    fetch = LocalSource.fetch_shard
+    monkeypatch.setattr(
+        LocalSource,
+        "fetch_shard",
+        lambda self, worker, shard, *a, **k: (
+            fetched.append(shard.rsplit("_", 1)[1]) or fetch(self, worker, shard, *a, **k)
+        ),
+    )
+
+    assert run_cli(hub, out, "--clips", "1,2") == 2
+    left_out_lines(capsys)
+    assert fetched == [], "clip 2 is done and clip 1 left out: no shard holds anything to do"
+    # other settings: clip 2 is made again (its shard only), clip 1 is recorded as failed with them
+    assert run_cli(hub, out, "--clips", "1,2", "--crf", "30") == 2
+    left_out_lines(capsys)
+    assert fetched == ["part01.tar"]
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["settings"]["crf"] == 30
+    assert list(manifest["clips"]) == ["00002"] and list(manifest["failed"]) == ["00001"]
+    record = read_record(folder, "rectified_clip_1.mp4")
+    assert record["status"] == "failed" and record["settings"]["crf"] == 30
+    fetched.clear()
+    # every clip: the walk skips part00 and part01 and reads part02, unknown so far, for clip 3
+    assert run_cli(hub, out, "--clips", "all", "--crf", "30") == 2
+    left_out_lines(capsys)
+    assert fetched == ["part02.tar"]
+    fetched.clear()
+    assert run_cli(hub, out, "--clips", "1,2", "--crf", "30", "--retry-failed") == 0
+    assert fetched == ["part00.tar"] and (folder / "rectified_clip_1.mp4").is_file()
