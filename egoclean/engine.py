@@ -65,9 +65,11 @@ class ScaleSettings:
     max_fetch_concurrency: int = setting(2, "shards fetched at once (Ray)", low=1, high=1024, metavar="N")
     max_retries: int = setting(
         2,
-        "retries of a clip or shard that fails for a passing reason (the network, the Hub's load) or whose "
-        "process dies under it (out of memory, a crash), before it is recorded as failed (the local engine's"
-        " phase 1, which such a death ends: over reruns, see --retry-failed)",
+        "how often a clip or shard is tried again before it is recorded as failed. Scale-out (bash run.sh "
+        "--engine ray or --workers): within the run, after a passing failure (the network, the Hub's load) "
+        "or a death of its process (out of memory, a crash). Phase 1 on one worker, where such a death ends "
+        "the run: over reruns, the rerun after 1 + N deaths in a row leaves the clip out "
+        "(see --retry-failed)",
         low=0,
         high=20,
         metavar="N",

@@ -68,8 +68,8 @@ MANIFEST_VERSION = 1
 STAGING_DIR = ".staging"  # raw intermediates (shards, extracted clips, Hub cache); deleted when done
 
 
-# Retries of a clip whose process died under it, before it is left out: --max-retries (a scale-out option;
-# phase 1 on its own is given it by egoclean.run, and `python -m fisheye` runs with its default).
+# Retries of a clip whose process died under it, before it is left out: --max-retries, defined once in
+# egoclean.engine.ScaleSettings; bash run.sh and python -m fisheye pass theirs to run_phase1.
 DEFAULT_MAX_RETRIES = ScaleSettings().max_retries
 RETRY_FAILED = "run again with --retry-failed"
 

@@ -158,6 +158,7 @@ def test_python_callers_get_the_same_checks() -> None:
         (["--hfov", "200"], "--hfov"),
         (["--worker", "nobody"], "--worker"),
         (["--clips", "5-1"], "--clips"),
+        (["--max-retries", "-1"], "--max-retries"),
     ],
 )
 def test_phase1_bad_setting_fails_before_touching_the_source(

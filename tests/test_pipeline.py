@@ -20,7 +20,7 @@ from egoclean.errors import VideoError
 from egoclean.records import read_record
 from egoclean.video import probe
 from fisheye import pipeline
-from fisheye.cli import main
+from fisheye.cli import build_parser, main
 from fisheye.dataset import WorkerRef
 from fisheye.pipeline import run_phase1
 from fisheye.sample import SampleClip, SampleSpec, write_sample_hub
@@ -427,7 +427,7 @@ POISONED_RUN = """
 import os, sys, time
 from pathlib import Path
 from fisheye import pipeline
-from fisheye.cli import main
+from fisheye.cli import build_parser, main
 real = pipeline.process_clip
 def poisoned(clip, ctx):
     if clip.index == 1:
@@ -541,3 +541,17 @@ def test_a_clip_left_out_for_killing_its_process_costs_no_download(hub, tmp_path
     fetched.clear()
     assert run_cli(hub, out, "--clips", "1,2", "--crf", "30", "--retry-failed") == 0
     assert fetched == ["part00.tar"] and (folder / "rectified_clip_1.mp4").is_file()
+
+
+def test_python_m_fisheye_takes_max_retries(hub, tmp_path, capsys):
+    """--max-retries is python -m fisheye's too (one definition, egoclean.engine.ScaleSettings): with 0 the
+    run after one death leaves the clip out; the default, 2, tries it again."""
+    out = tmp_path / "data"
+    folder = out / "factory_001"
+    assert attempt_in_a_process_that_dies(folder / ".attempts/rectified_clip_1.mp4", 1) == 9
+    assert run_cli(hub, out, "--clips", "1,2", "--max-retries", "0") == 2
+    assert "died 1 times" in left_out_lines(capsys)[0]
+    assert not (folder / "rectified_clip_1.mp4").exists() and (folder / "rectified_clip_2.mp4").is_file()
+    assert run_cli(hub, out, "--clips", "1,2") == 0
+    assert (folder / "rectified_clip_1.mp4").is_file()
+    assert "--max-retries N " in build_parser().format_help()
