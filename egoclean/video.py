@@ -176,7 +176,11 @@ def probe(path: str | Path, label: str | None = None, remedy: str = REWRITE_IT) 
 
 
 def decode(
-    path: str | Path, threads: int = 0, device: str = "cpu"
+    path: str | Path,
+    threads: int = 0,
+    device: str = "cpu",
+    label: str | None = None,
+    remedy: str = REWRITE_IT,
 ) -> Iterator[tuple[int, int, av.VideoFrame]]:
     """Decode `path` into PyAV frames, in presentation order: (index, pts, frame), with no copy.
 
@@ -185,7 +189,8 @@ def decode(
         cores: 302 fps, against 194 for the ffmpeg command line).
     device: "cpu", or "cuda" for NVDEC with the frames left in GPU memory (format "cuda", nv12 inside:
         egoclean.yuv_torch.plane_tensors views them; egoclean.hwdecode.pick_decoder says if it works here).
-    Raises VideoError if the file cannot be opened or breaks off mid-stream.
+    Raises VideoError if the file cannot be opened or breaks off mid-stream, naming it as `label` (default:
+    its path) and ending with `remedy`, as probe does.
     """
     path = Path(path)
     hwaccel = None
@@ -193,7 +198,7 @@ def decode(
         from egoclean.hwdecode import cuda_hwaccel
 
         hwaccel = cuda_hwaccel()
-    container = _open(path, hwaccel)
+    container = _open(path, hwaccel, label, remedy)
     try:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
@@ -205,8 +210,7 @@ def decode(
                 index += 1
         except av.FFmpegError as err:
             raise VideoError(
-                f"{path}: decoding failed at frame {index} ({err}); the file is truncated or corrupt: "
-                "delete it and fetch or write it again"
+                f"{label or path}: decoding failed at frame {index} ({err}), truncated or corrupt; {remedy}"
             ) from err
     finally:
         container.close()

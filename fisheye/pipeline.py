@@ -58,7 +58,7 @@ from fisheye.dataset import CALIBRATION_FILE, WorkerRef
 from fisheye.rectify import RectifyStats, pick_encoder, rectify_video
 from fisheye.sample import SampleSpec, write_sample_hub
 from fisheye.settings import DEFAULT_CLIPS, DEFAULT_WORKER, Phase1Settings
-from fisheye.shards import ExtractedClip, extract_clips, verify_clip
+from fisheye.shards import SHARD_DAMAGED, ExtractedClip, clip_origin, extract_clips, verify_clip
 from fisheye.sources import HubSource, LocalSource, ShardSource, resolve_token, token_help
 
 if TYPE_CHECKING:
@@ -207,21 +207,28 @@ def preview_image(
     return np.concatenate([banner, both], 0)
 
 
-def verify_output(path: Path, stats: RectifyStats, camera: PinholeCamera) -> dict:
-    """Decode the written header: the frame count, size and duration must match what went in."""
+def verify_output(path: Path, stats: RectifyStats, camera: PinholeCamera, label: str, remedy: str) -> dict:
+    """Read the written header (`path`, a temporary file): the frame count, size and duration must match what
+    went in. Errors name the source as `label` and end with `remedy` (a shard's clip: clip_origin and
+    SHARD_DAMAGED): the output is deleted with the error, the source is what the user can act on."""
     info = probe(path)
     source = stats.source
     problems = []
     if info.n_frames != stats.frames:
-        problems.append(f"{info.n_frames} frames written, {stats.frames} read")
+        problems.append(f"{info.n_frames} frames written, {stats.frames} encoded")
     if (info.width, info.height) != (camera.width, camera.height):
         problems.append(f"size {info.width}x{info.height}, expected {camera.width}x{camera.height}")
-    if not durations_agree(info.duration_s, source.duration_s, source.fps):
-        problems.append(f"duration {info.duration_s:.3f} s, source {source.duration_s:.3f} s")
     if problems:
         raise VideoError(
-            f"{path}: output check failed ({'; '.join(problems)}); the source clip may be "
-            "damaged: delete it and rerun"
+            f"{label}: its rectified output came out wrong ({'; '.join(problems)}): a fault of the encoder "
+            f"({stats.encoder}), not of the clip; run again, and report it if it happens again"
+        )
+    # Every decoded frame was written, with its own timestamp: an output shorter or longer than the source's
+    # header says is a source whose header and frames disagree, damaged where it came from.
+    if not durations_agree(info.duration_s, source.duration_s, source.fps):
+        raise VideoError(
+            f"{label}: its header says {source.duration_s:.3f} s ({source.n_frames} frames) but the "
+            f"{stats.frames} frames that decode last {info.duration_s:.3f} s; {remedy}"
         )
     return {
         "frames": info.n_frames,
@@ -807,8 +814,10 @@ def process_clip(clip: ExtractedClip, ctx: WorkerContext) -> dict:
                 on_frame if tap else None,
                 decode=settings.decode,
                 threads=settings.codec_threads,
+                label=clip_origin(clip),
+                remedy=SHARD_DAMAGED,
             )
-            result = verify_output(tmp, stats, camera)
+            result = verify_output(tmp, stats, camera, clip_origin(clip), SHARD_DAMAGED)
         preview = None
         if stats.preview_rgb is not None:
             preview = final.with_name(preview_name(final.name))

@@ -26,6 +26,7 @@ from egoclean.hwdecode import pick_decoder
 from egoclean.video import (
     ENCODERS,
     NVENC_ENCODERS,
+    REWRITE_IT,
     VideoInfo,
     VideoWriter,
     converted,
@@ -147,6 +148,8 @@ def rectify_video(
     decode: str = "cpu",
     remap_device: str | None = None,
     threads: int = 0,
+    label: str | None = None,
+    remedy: str = REWRITE_IT,
 ) -> RectifyStats:
     """Rectify every frame of `src` into `dst` (an MP4), keeping each frame's timestamp.
 
@@ -165,9 +168,11 @@ def rectify_video(
     threads: threads of the CPU decoder, of x264/x265 and of cv2's remap, each; 0 = FFmpeg's and cv2's
         choice from the machine's cores (x264: 1.5 per core), which oversubscribes a node that runs one
         rectifier per core. cv2's count is process-wide: it is set for the clip and restored after.
+    label, remedy: how an error about `src` names it (default: its path) and what it says to do, as
+        egoclean.video.probe's (a shard's clip: fisheye.shards.clip_origin and SHARD_DAMAGED).
     """
     src, dst = Path(src), Path(dst)
-    info = probe(src)
+    info = probe(src, label, remedy)
     if info.width % 2 or info.height % 2:
         raise VideoError(
             f"{src}: frame size {info.width}x{info.height} is odd; yuv420p video needs even sizes"
@@ -239,7 +244,9 @@ def rectify_video(
     cv2_threads = cv2.getNumThreads()
     if threads:
         cv2.setNumThreads(threads)
-    decoded = prefetch(decode_frames(src, threads, decoder), QUEUE_FRAMES if decoder == "cpu" else 2)
+    decoded = prefetch(
+        decode_frames(src, threads, decoder, label, remedy), QUEUE_FRAMES if decoder == "cpu" else 2
+    )
     remapped = (remap_frames if remap_device is None else remap_frames_torch)(decoded)
     stages = prefetch(remapped, QUEUE_FRAMES)
     frames, preview = 0, None

@@ -4,6 +4,7 @@ Public API:
     ExtractedClip
     extract_clips(tar_path, worker, wanted, dest_dir, progress) -> list[ExtractedClip]
     verify_clip(clip) -> VideoInfo
+    clip_origin(clip), SHARD_DAMAGED: how an error names a shard's clip, and what it says to do
 
 A library: it never prints. Failures raise the exceptions of egoclean.errors with a one-line message naming
 the shard or clip, what is wrong and what to do.
@@ -23,6 +24,7 @@ from egoclean.video import VideoInfo, durations_agree, probe
 from fisheye.dataset import FFMPEG_CODEC, MAX_SIDECAR_BYTES, Sidecar, WorkerRef, member_clip, parse_sidecar
 
 COPY_CHUNK_BYTES = 1 << 20  # clips are copied out of a shard 1 MiB at a time: never a whole clip in memory
+SHARD_DAMAGED = "the shard is damaged: download it again (with --source, replace that tar)"
 
 
 @dataclass(frozen=True)
@@ -146,12 +148,16 @@ def extract_clips(
     return list(done.values())
 
 
+def clip_origin(clip: ExtractedClip) -> str:
+    """How an error names a clip of a shard: the extracted copy is only a temporary file, so the clip and
+    the shard it came from (which is what is damaged: SHARD_DAMAGED says what to do)."""
+    return f"clip {clip.name} in shard {clip.shard}"
+
+
 def verify_clip(clip: ExtractedClip) -> VideoInfo:
     """Check a clip against its sidecar (size, codec, frame size, rate, duration); return its probe."""
     expected, path = clip.sidecar, clip.video_path
-    # the extracted copy is only a temporary file: the shard it came from is what is damaged
-    origin = f"clip {clip.name} in shard {clip.shard}"
-    advice = "the shard is damaged: download it again (with --source, replace that tar)"
+    origin, advice = clip_origin(clip), SHARD_DAMAGED
 
     def mismatch(field: str, want: object, found: object) -> VideoError:
         return VideoError(f"{origin}: {field} should be {want} but is {found}; {advice}")

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tarfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -20,11 +21,14 @@ from egoclean.errors import VideoError
 from egoclean.records import read_record
 from egoclean.video import probe
 from fisheye import pipeline
+from fisheye.camera import PinholeCamera
 from fisheye.cli import build_parser, main
 from fisheye.dataset import WorkerRef
 from fisheye.pipeline import run_phase1
+from fisheye.rectify import RectifyStats
 from fisheye.sample import SampleClip, SampleSpec, write_sample_hub
 from fisheye.settings import Phase1Settings
+from fisheye.shards import SHARD_DAMAGED
 from fisheye.sources import HubSource, LocalSource
 from tests.fake_hub import FakeHub
 from tests.helpers import attempt_in_a_process_that_dies, sample_hub
@@ -240,7 +244,9 @@ def test_truncated_mp4_is_refused_and_inputs_kept(hub, tmp_path, capsys, sidecar
         replace_member(tar_path, "factory001_worker001_00001.json", json.dumps(sidecar).encode())
     assert run_cli(hub, tmp_path / "data", "--clips", "1") == 2
     message = one_line_error(capsys)
-    assert "factory001_worker001_00001" in message
+    # the extracted copy is a temporary file: the line names the clip in its shard, and the shard's fix
+    assert "error: clip factory001_worker001_00001 in shard factory001_worker001_part00.tar: " in message
+    assert message.endswith(SHARD_DAMAGED) and pipeline.STAGING_DIR not in message
     assert not list((tmp_path / "data").rglob("rectified_clip_1*"))
     assert tar_path.is_file()
 
@@ -555,3 +561,21 @@ def test_python_m_fisheye_takes_max_retries(hub, tmp_path, capsys):
     assert run_cli(hub, out, "--clips", "1,2") == 0
     assert (folder / "rectified_clip_1.mp4").is_file()
     assert "--max-retries N " in build_parser().format_help()
+
+
+def test_a_source_whose_header_and_frames_disagree_is_named_by_clip_and_shard(test_clip):
+    """A clip whose header promises more than its frames hold (damaged in its shard) makes an output shorter
+    than the header: the line names the clip and its shard, not the temporary files, and says to download
+    the shard again."""
+    info = probe(test_clip)  # 90 frames, 3 s: stands for the rectified output of every frame that decoded
+    camera = PinholeCamera(info.width, info.height, 150.0, 150.0, info.width / 2, info.height / 2)
+    promised = replace(info, n_frames=180, duration_s=6.0)
+    origin = "clip factory001_worker001_00001 in shard factory001_worker001_part00.tar"
+    with pytest.raises(VideoError) as caught:
+        pipeline.verify_output(test_clip, RectifyStats(90, promised, None), camera, origin, SHARD_DAMAGED)
+    assert str(caught.value) == (
+        f"{origin}: its header says 6.000 s (180 frames) but the 90 frames that decode last 3.000 s; "
+        f"{SHARD_DAMAGED}"
+    )
+    entry = pipeline.verify_output(test_clip, RectifyStats(90, info, None), camera, origin, SHARD_DAMAGED)
+    assert (entry["frames"], entry["width"], entry["height"]) == (90, info.width, info.height)
