@@ -94,17 +94,17 @@ def build_cases(n_aperiodic: int) -> list[Case]:
             )
     for length in (10, 30):
         emb, starts = se.jittered_cycles(1200, DIM, 20.0, 0.1, 1.0, seed=400 + length)
-        at = [300, 850]
-        emb = se.with_recurring_anomaly(emb, at, length, seed=length)
+        twice = [300, 850]
+        emb = se.with_recurring_anomaly(emb, twice, length, seed=length)
         cases.append(
-            Case("anomaly seen twice", emb, _truth_period(starts), anomalies=[(a, a + length) for a in at])
+            Case("anomaly seen twice", emb, _truth_period(starts), anomalies=[(a, a + length) for a in twice])
         )
     for seed in range(2):  # fetching parts every few minutes: the same 20 s event 4 times
         emb, starts = se.jittered_cycles(1200, DIM, 20.0, 0.1, 1.0, seed=450 + seed)
-        at = [150, 420, 690, 960]
-        emb = se.with_recurring_anomaly(emb, at, 20, seed=450 + seed)
+        four = [150, 420, 690, 960]
+        emb = se.with_recurring_anomaly(emb, four, 20, seed=450 + seed)
         cases.append(
-            Case("anomaly seen 4 times", emb, _truth_period(starts), anomalies=[(a, a + 20) for a in at])
+            Case("anomaly seen 4 times", emb, _truth_period(starts), anomalies=[(a, a + 20) for a in four])
         )
     for seed in range(2):
         emb, starts = se.task_change(1200, DIM, 600, 20.0, 14.0, 0.1, 1.0, seed=500 + seed)
@@ -176,7 +176,9 @@ def real_footage_case(seed: int = 0) -> Case:
     bikes = np.stack([f.data for f in iter_frames(data / "bikes.mp4", size=size)])
     rng = np.random.default_rng(seed)
     cycle = bunny[: int(4 * fps)]
-    frames, starts, anomaly = [], [], (0.0, 0.0)
+    frames: list[np.ndarray] = []
+    starts: list[float] = []
+    anomaly = (0.0, 0.0)
     for rep in range(40):
         if rep == 20:
             foreign = bikes[np.arange(int(12 * fps)) % len(bikes)]
@@ -297,8 +299,8 @@ def score(cases: list[Case], method: Callable[[np.ndarray], Prediction]) -> tupl
                 s[f"b{tol}_found"] += n_found
                 s[f"b{tol}_true"] += n_true
         if p.anomalies is not None:
-            for truth in case.anomalies:
-                best = max((se.span_iou(truth, a) for a in p.anomalies), default=0.0)
+            for event in case.anomalies:
+                best = max((se.span_iou(event, a) for a in p.anomalies), default=0.0)
                 s["events"] += 1
                 s["events_found"] += best >= 0.5
                 s["iou_sum"] += best
