@@ -6,6 +6,7 @@ part of norm ~1 + isotropic Gaussian noise of total norm `noise`. Windows are 1 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import numpy as np
@@ -156,6 +157,23 @@ def activity_sequence(
     return emb.astype(np.float32)
 
 
+def _wander(
+    tau_0: float, count: int, dim: int, size: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """A held stretch that keeps moving, `count` samples: (tau [count, 1], its point in the sub-action's
+    motion, a random walk from tau_0 reflected into [0, 1] that covers ~`size` of the motion per 10 s;
+    away [count, dim], off the sub-action's path: a slow random walk from the path rescaled to RMS norm
+    `size`, plus a jitter of norm `size` that changes every second (hands moving at ~1 Hz: the 2.13 s
+    pooling only halves it, where per-sample jitter would average out))."""
+    steps = rng.standard_normal(count) * size / np.sqrt(10 * SAMPLES_PER_S)
+    tau = np.abs(tau_0 + np.cumsum(steps))
+    tau = 1 - np.abs(1 - np.mod(tau, 2))  # reflected into [0, 1]
+    walk = random_walk(count, dim, 1.0, rng)
+    walk *= size / max(float(np.sqrt(np.mean(np.sum(walk**2, axis=1)))), 1e-12)
+    jitter = np.repeat(_noise(rng, -(-count // SAMPLES_PER_S), dim, size), SAMPLES_PER_S, axis=0)[:count]
+    return tau[:, None], walk + jitter
+
+
 def phased_cycles(
     n: int,
     dim: int,
@@ -165,6 +183,7 @@ def phased_cycles(
     seed: int,
     n_phases: int = 3,
     holds: Sequence[tuple[float, float]] = (),
+    hold_wander: float = 0.0,
 ) -> tuple[np.ndarray, list[np.ndarray]]:
     """Cycles made of `n_phases` discrete sub-actions (pick, press, place...), as work cycles are: each
     sub-action is its own posture (a unit prototype) with a slow motion inside it, so every sub-action
@@ -181,8 +200,15 @@ def phased_cycles(
     holds: (at_s, extra_s) pairs, a jam: the sub-action in progress at clip time at_s freezes there (its
     posture and the point its motion had reached) for extra_s seconds, then goes on; every later cycle
     starts extra_s later. The content never leaves what a normal cycle shows: only its duration is odd.
+
+    hold_wander: a jam whose content keeps moving (the worker fiddles with the stuck part): 0 (default) is
+    the exact freeze above; > 0, the held stretch's point in the sub-action's motion wanders back and forth
+    from where it stopped, and the content leaves the sub-action's path by a slow random walk plus
+    jitter, each of RMS norm `hold_wander` (`_wander`). Below ~0.7 the held content stays closer to its own
+    sub-action (prototypes are unit vectors, ~1.41 apart) than to any other.
     """
     rng = np.random.default_rng(seed)
+    wander_rng = np.random.default_rng(seed + 30_000)  # its own stream: hold_wander=0 draws the same clip
     prototypes = np.stack([_unit(rng, dim) for _ in range(n_phases)])
     motions = np.stack([_unit(rng, dim) for _ in range(n_phases)]) * 0.35
     shares = rng.uniform(0.5, 1.5, n_phases)
@@ -201,13 +227,19 @@ def phased_cycles(
             begins[phase].append(t - offset)
             count = max(1, round(t + part) - round(t))
             tau = np.linspace(0, 1, count, endpoint=False)[:, None]
+            away = np.zeros((count, dim))  # off the sub-action's path: only in a wandering hold
             for at_s, extra_s in holds:  # freeze at the sample the jam falls on
                 at = round(at_s * SAMPLES_PER_S) + round(offset) - round(t)  # sample within `tau`
                 if 0 <= at < len(tau):
-                    frozen = np.full((round(extra_s * SAMPLES_PER_S), 1), tau[at, 0])
+                    held = round(extra_s * SAMPLES_PER_S)
+                    frozen = np.full((held, 1), tau[at, 0])
+                    off = np.zeros((held, dim))
+                    if hold_wander > 0:
+                        frozen, off = _wander(frozen[0, 0], held, dim, hold_wander, wander_rng)
                     tau = np.concatenate([tau[:at], frozen, tau[at:]])
+                    away = np.concatenate([away[:at], off, away[at:]])
                     t += len(frozen)
-            content.append(prototypes[phase] + (2 * tau - 1) * motions[phase])
+            content.append(prototypes[phase] + (2 * tau - 1) * motions[phase] + away)
             t += part
     pooled = _pooled_windows(np.concatenate(content)[round(offset) :], n)
     emb = 3.0 * _unit(rng, dim) + pooled + _noise(rng, n, dim, noise)
@@ -219,16 +251,31 @@ def phased_cycles(
 
 
 def with_recurring_anomaly(
-    emb: np.ndarray, starts: list[int], length: int, seed: int, noise: float = 0.5
+    emb: np.ndarray,
+    starts: list[int],
+    length: int,
+    seed: int,
+    noise: float = 0.5,
+    n_parts: int = 1,
+    distance: float = 1.5,
 ) -> np.ndarray:
     """Insert one anomalous activity (alike itself, unlike the rest: a slow wander far from the clip's
-    content) at windows [s, s + length) for each s in starts; each occurrence has its own noise."""
+    content) at windows [s, s + length) for each s in starts; each occurrence has its own noise.
+
+    n_parts > 1: the event is that many distinct novel sub-activities in a row (a conversation, then a
+    rework, then a search...), each its own direction and wander, length / n_parts windows each (the last
+    takes the remainder); every occurrence repeats the same sequence. distance: how far each part's
+    content sits from the clip's mean, in units of the clip's median distance to it (1.5: far from
+    everything; 0.5: a new content no further out than the clip's own)."""
     rng = np.random.default_rng(seed + 20_000)
     out = emb.copy()
     dim = emb.shape[1]
     mean = emb.mean(axis=0)
     scale = float(np.median(np.linalg.norm(emb - mean, axis=1)))
-    activity = _unit(rng, dim) * 1.5 + random_walk(length, dim, 0.08, rng)
+    cuts = np.linspace(0, length, n_parts + 1).round().astype(int)
+    activity = np.concatenate(
+        [_unit(rng, dim) * distance + random_walk(b - a, dim, 0.08, rng) for a, b in itertools.pairwise(cuts)]
+    )
     for start in starts:
         out[start : start + length] = mean + scale * (activity + _noise(rng, length, dim, noise))
     return out.astype(np.float32)

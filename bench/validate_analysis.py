@@ -3,7 +3,8 @@
     python bench/validate_analysis.py                 # baseline vs new, prints a markdown table
     python bench/validate_analysis.py --peers         # also stumpy discords + ruptures KernelCPD
     python bench/validate_analysis.py --sweep-hold    # the held rule's settings, jams against false alarms
-                                                      # (pip install -r bench/requirements.txt)
+    python bench/validate_analysis.py --aperiodic 0 --families "event of,moving jams"   # a few families
+                                                      # (--peers: pip install -r bench/requirements.txt)
 
 Cases (1 s stride; most are 20-minute clips of 1,200 windows): cycle jitter 0, 10, 25% at three noise
 levels; slow drift (period +20% over the clip, content drifting); anomalies of 5, 15, 40 and 120 s; an
@@ -11,7 +12,10 @@ anomaly seen twice (10 s and 30 s) and one seen 4 times (20 s); a task change (t
 cycles of 4 s and 90 s, and of 5 s and 8 s with 25% jitter; cycles of 3 to 5 discrete sub-actions
 (`phased_cycles`: every sub-action change as abrupt as a cycle start; boundaries scored against the
 sub-action the method matches best), and the same with two jams (a sub-action held 30 s and 20 s
-longer: nothing new is seen, only for too long); aperiodic clips (noise, random walks; and activities of
+longer: nothing new is seen, only for too long), also with jams whose content keeps moving
+(`hold_wander`: the worker fiddles with the stuck part); events of 1 or 3 distinct new sub-activities,
+20-60 s, seen once or twice, no further from the clip's mean than its own content (`n_parts`,
+`distance` of `with_recurring_anomaly`); aperiodic clips (noise, random walks; and activities of
 5-40 s in random order, `activity_sequence`). Generators: VJEPA/synthetic.py.
 
 Methods: "baseline" = the rules as they stood before issue 9 (anomaly_method=nearest, boundary_method=
@@ -71,7 +75,7 @@ def _truth_period(starts: np.ndarray) -> float:
     return float(np.mean(np.diff(starts)))
 
 
-def build_cases(n_aperiodic: int) -> list[Case]:
+def build_cases(n_aperiodic: int, hold_wander: float = 0.5) -> list[Case]:
     cases = []
     for jitter in (0.0, 0.1, 0.25):
         for noise in (0.5, 1.0, 2.0):
@@ -139,6 +143,41 @@ def build_cases(n_aperiodic: int) -> list[Case]:
             cases.append(
                 Case(family, emb, float(np.mean(lengths)), boundary_options=by_phase, anomalies=jams)
             )
+    for phases, jitter, period in ((3, 0.1, 20.0), (3, 0.25, 20.0), (4, 0.2, 60.0)):
+        for seed in range(2):  # the worker fiddles with the stuck part: the held content keeps moving
+            emb, by_phase = se.phased_cycles(
+                1200,
+                DIM,
+                period,
+                jitter,
+                0.7,
+                seed=850 + seed,
+                n_phases=phases,
+                holds=holds,
+                hold_wander=hold_wander,
+            )
+            starts = by_phase[0]
+            lengths = [b - a for a, b in itertools.pairwise(starts) if not any(a <= t < b for t, _ in holds)]
+            family = f"moving jams (wander {hold_wander:g}) in {phases}-phase cycles {period:.0f} s, "
+            family += f"jitter {jitter:.0%}"
+            jams = [(at, at + extra) for at, extra in holds]
+            cases.append(
+                Case(family, emb, float(np.mean(lengths)), boundary_options=by_phase, anomalies=jams)
+            )
+    for parts in (1, 3):  # a one-off event (a conversation, a rework...) of 1 or 3 novel sub-activities
+        for seen in ([400], [300, 850]):
+            for length in (20, 40, 60):
+                for seed in range(2):
+                    emb, by_phase = se.phased_cycles(1200, DIM, 20.0, 0.1, 0.7, seed=870 + seed)
+                    emb = se.with_recurring_anomaly(
+                        emb, seen, length, seed=870 + length + seed, n_parts=parts, distance=0.5
+                    )
+                    family = f"event of {parts} sub-activit{'y' if parts == 1 else 'ies'}, 20-60 s, seen " + (
+                        "once" if len(seen) == 1 else "twice"
+                    )
+                    truth = _truth_period(by_phase[0])
+                    events = [(float(a), float(a + length)) for a in seen]
+                    cases.append(Case(family, emb, truth, boundary_options=by_phase, anomalies=events))
     for n_activities in (4, 8, 16):  # no cycle, but activities of 5-40 s that recur in random order
         for seed in range(4):
             emb = se.activity_sequence(1200, DIM, n_activities, 0.7, seed=900 + seed)
@@ -343,19 +382,30 @@ def row(family: str, method: str, s: dict) -> str:
 HOLD_SETTINGS = [(1.5, 10.0), (1.75, 5.0), (1.75, 10.0), (2.0, 10.0), (1.75, 20.0), (float("inf"), 10.0)]
 
 
+def _found_and_false(cases: list[Case], params: StructureParams, prefixes: tuple[str, ...]) -> str:
+    """'found/planted in the families starting with a prefix | found/planted in all | false anomalies'."""
+    stats, _ = score(cases, run_ours(params))
+    mine = [v for k, v in stats.items() if k.startswith(prefixes)]
+    found, events = sum(v["events_found"] for v in mine), sum(v["events"] for v in mine)
+    all_found = sum(v.get("events_found", 0) for v in stats.values())
+    all_events = sum(v.get("events", 0) for v in stats.values())
+    false = sum(v.get("false_anomalies", 0) for v in stats.values())
+    minutes = sum(v.get("normal_minutes", 0) for v in stats.values())
+    return f"{found:.0f}/{events:.0f} | {all_found:.0f}/{all_events:.0f} | {false:.0f} in {minutes:.0f} min"
+
+
 def sweep_hold(cases: list[Case]) -> None:
     """Jams found and false anomalies for several held-rule settings (inf: the rule off)."""
-    print("| hold_factor | hold_min_s | jams found | false anomalies on normal clips |")
-    print("|---|---|---|---|")
+    print(
+        "| hold_factor | hold_min_s | jams found | planted events found | false anomalies on normal clips |"
+    )
+    print("|---|---|---|---|---|")
     for factor, min_s in HOLD_SETTINGS:
-        stats, _ = score(cases, run_ours(StructureParams(hold_factor=factor, hold_min_s=min_s)))
-        jams = [v for k, v in stats.items() if k.startswith("jams")]
-        found = sum(v["events_found"] for v in jams)
-        events = sum(v["events"] for v in jams)
-        false = sum(v.get("false_anomalies", 0) for v in stats.values())
-        minutes = sum(v.get("normal_minutes", 0) for v in stats.values())
+        cells = _found_and_false(
+            cases, StructureParams(hold_factor=factor, hold_min_s=min_s), ("jams", "moving jams")
+        )
         label = "off" if factor == float("inf") else f"{factor:g}"
-        print(f"| {label} | {min_s:g} | {found:.0f}/{events:.0f} | {false:.0f} in {minutes:.0f} min |")
+        print(f"| {label} | {min_s:g} | {cells} |")
 
 
 def main() -> None:
@@ -372,8 +422,22 @@ def main() -> None:
     parser.add_argument(
         "--sweep-hold", action="store_true", help="only the held rule's sensitivity to its two settings"
     )
+    parser.add_argument(
+        "--families",
+        default="",
+        help="comma-separated substrings: only the families whose name contains one (default: all)",
+    )
+    parser.add_argument(
+        "--hold-wander",
+        type=float,
+        default=0.5,
+        help="how far the moving jams' content wanders (RMS norm; sub-actions are ~1.41 apart)",
+    )
     args = parser.parse_args()
-    cases = build_cases(args.aperiodic)
+    cases = build_cases(args.aperiodic, args.hold_wander)
+    if args.families:
+        wanted = [w.strip() for w in args.families.split(",") if w.strip()]
+        cases = [c for c in cases if any(w in c.family for w in wanted)]
     if args.sweep_hold:
         sweep_hold(cases)
         return
@@ -402,6 +466,9 @@ def main() -> None:
         "python bench/validate_analysis.py"
         + (" --peers" if args.peers else "")
         + (" --real" if args.real else "")
+        + (f" --aperiodic {args.aperiodic}" if args.aperiodic != 50 else "")
+        + (f" --families '{args.families}'" if args.families else "")
+        + (f" --hold-wander {args.hold_wander:g}" if args.hold_wander != 0.5 else "")
     )
     print(
         f"\nCommand: `{command}` ({datetime.date.today().isoformat()}); run times: "

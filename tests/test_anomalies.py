@@ -146,3 +146,22 @@ def test_a_long_activity_without_a_rhythm_is_not_held() -> None:
     assert result.period.period_s is None
     assert result.hold_score is not None and not result.hold_score.any()
     assert all("held" not in a.kind for a in result.anomalies)
+
+
+@pytest.mark.parametrize(("n_phases", "period_s", "jitter"), [(3, 20.0, 0.1), (4, 60.0, 0.2)])
+def test_a_jam_whose_content_keeps_moving_is_flagged_as_held(
+    n_phases: int, period_s: float, jitter: float
+) -> None:
+    """The worker fiddles with the stuck part: the held sub-action's content wanders (off its path by a
+    random walk and a 1 Hz jitter of RMS norm 0.7, and back and forth along it) instead of freezing. A
+    like window is one within 30% of the way from the window's best match down to its mean similarity, not
+    an equal one, so the run still spans the whole jam."""
+    emb, _ = se.phased_cycles(
+        1200, DIM, period_s, jitter, 0.7, seed=851, n_phases=n_phases, holds=JAMS, hold_wander=0.7
+    )
+    result = analyze(emb, se.timestamps(1200))
+    assert len(result.anomalies) == len(JAMS), result.anomalies
+    for at_s, extra_s in JAMS:
+        span = max(result.anomalies, key=lambda a: se.span_iou((at_s, at_s + extra_s), (a.start_s, a.end_s)))
+        assert se.span_iou((at_s, at_s + extra_s), (span.start_s, span.end_s)) >= 0.5
+        assert "held" in span.kind, span
