@@ -3,6 +3,7 @@
     python bench/validate_analysis.py                 # baseline vs new, prints a markdown table
     python bench/validate_analysis.py --peers         # also stumpy discords + ruptures KernelCPD
     python bench/validate_analysis.py --sweep-hold    # the held rule's settings, jams against false alarms
+    python bench/validate_analysis.py --sweep-floor   # the match floor, one-off events against false alarms
     python bench/validate_analysis.py --aperiodic 0 --families "event of,moving jams"   # a few families
                                                       # (--peers: pip install -r bench/requirements.txt)
 
@@ -408,6 +409,18 @@ def sweep_hold(cases: list[Case]) -> None:
         print(f"| {label} | {min_s:g} | {cells} |")
 
 
+FLOOR_SETTINGS = [0.0, 0.5, 0.6, 0.7, 0.8, 0.9]
+
+
+def sweep_floor(cases: list[Case]) -> None:
+    """One-off and repeated events found and false anomalies for several anomaly_match_floor settings."""
+    print("| anomaly_match_floor | events found | planted events found | false anomalies on normal clips |")
+    print("|---|---|---|---|")
+    for floor in FLOOR_SETTINGS:
+        cells = _found_and_false(cases, StructureParams(anomaly_match_floor=floor), ("event of",))
+        print(f"| {floor:g} | {cells} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -421,6 +434,11 @@ def main() -> None:
     )
     parser.add_argument(
         "--sweep-hold", action="store_true", help="only the held rule's sensitivity to its two settings"
+    )
+    parser.add_argument(
+        "--sweep-floor",
+        action="store_true",
+        help="only the recurrence rule's match floor (anomaly_match_floor): events against false alarms",
     )
     parser.add_argument(
         "--families",
@@ -440,6 +458,9 @@ def main() -> None:
         cases = [c for c in cases if any(w in c.family for w in wanted)]
     if args.sweep_hold:
         sweep_hold(cases)
+        return
+    if args.sweep_floor:
+        sweep_floor(cases)
         return
     if args.real:
         start = time.perf_counter()

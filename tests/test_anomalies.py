@@ -30,22 +30,35 @@ def _runs_of(matched: list[int], gap: int) -> list[list[int]]:
     return out
 
 
-@pytest.mark.parametrize("run_gap", [2, 1])
-def test_distinct_places_counts_runs_against_slow_reference(run_gap: int) -> None:
+@pytest.mark.parametrize(("run_gap", "floor"), [(2, 0.0), (1, 0.0), (2, 0.9)])
+def test_distinct_places_counts_runs_against_slow_reference(run_gap: int, floor: float) -> None:
     rng = np.random.default_rng(0)
     u = normalize_rows(rng.standard_normal((60, 6)) + 0.3)
     clip_ids = np.repeat([0, 1], [35, 25])
     ts = np.concatenate([np.arange(35.0), np.arange(25.0)])
     exclusion = np.array([4.0, 3.0])
     factor, gap = 0.4, 2
-    got = distinct_places(u, clip_ids, ts, exclusion, factor, gap, run_gap, block_rows=7)
+    got = distinct_places(
+        u, clip_ids, ts, exclusion, factor, gap, run_gap, block_rows=7, floor_fraction=floor
+    )
     sim = u @ u.T
-    for i in range(60):
-        others = [
+
+    def elsewhere(i: int) -> list[int]:
+        return [
             j for j in range(60) if clip_ids[j] != clip_ids[i] or abs(ts[j] - ts[i]) > exclusion[clip_ids[i]]
         ]
-        best = max(sim[i, j] for j in others)
-        threshold = best - factor * (best - u[i] @ u.mean(axis=0))
+
+    rise = np.median([max(sim[i, j] for j in elsewhere(i)) - u[i] @ u.mean(axis=0) for i in range(60)])
+    raised = 0
+    for i in range(60):
+        best = max(sim[i, j] for j in elsewhere(i))
+        mean_sim = u[i] @ u.mean(axis=0)
+        threshold = best - factor * (best - mean_sim)
+        if floor > 0:  # 0: no floor at all
+            nearby = [j for j in (i - run_gap, i + run_gap) if 0 <= j < 60 and clip_ids[j] == clip_ids[i]]
+            floor_at = mean_sim + floor * min(rise, max(sim[i, j] for j in nearby) - mean_sim)
+            raised += floor_at > threshold
+            threshold = max(threshold, floor_at)
         places, stretches = 0, []
         for c in (0, 1):
             matched = [j for j in np.flatnonzero(clip_ids == c) if sim[i, j] >= threshold or j == i]
@@ -56,6 +69,7 @@ def test_distinct_places_counts_runs_against_slow_reference(run_gap: int) -> Non
         assert got.own_windows[i] == own, i
         other = (sum(map(len, stretches)) - own) / (len(stretches) - 1) if len(stretches) > 1 else 0.0
         assert got.other_windows[i] == pytest.approx(other), i
+    assert (raised > 0) == (floor > 0)  # the floor case does raise some thresholds
 
 
 @pytest.mark.parametrize("length", [40, 120])
@@ -165,3 +179,23 @@ def test_a_jam_whose_content_keeps_moving_is_flagged_as_held(
         span = max(result.anomalies, key=lambda a: se.span_iou((at_s, at_s + extra_s), (a.start_s, a.end_s)))
         assert se.span_iou((at_s, at_s + extra_s), (span.start_s, span.end_s)) >= 0.5
         assert "held" in span.kind, span
+
+
+@pytest.mark.parametrize("length", [20, 40])
+def test_a_one_off_event_of_three_novel_sub_activities_is_rare(length: int) -> None:
+    """Three distinct new contents in a row (a conversation, a rework, a search; 7-13 s each), seen once,
+    no further from the clip's mean than its own content. Every window's best match outside its +-20 s
+    neighbourhood is ordinary content barely above its mean similarity, so without the match floor the
+    like threshold sank to ordinary windows: ~55 places, as many as a typical window, and the 20 s event
+    was missed by every rule (the 40 s one seen only in part, by the held rule)."""
+    emb, _ = se.phased_cycles(1200, DIM, 20.0, 0.1, 0.7, seed=870)
+    emb = se.with_recurring_anomaly(emb, [400], length, seed=890 + length, n_parts=3, distance=0.5)
+    result = analyze(emb, se.timestamps(1200))
+    assert len(result.anomalies) == 1, result.anomalies
+    (span,) = result.anomalies
+    assert se.span_iou((400, 400 + length), (span.start_s, span.end_s)) >= 0.9
+    assert "rare" in span.kind
+    # its windows seen in one place (the edge windows, smoothed with ordinary content, in more)
+    assert result.places is not None and np.median(result.places[400 : 400 + length]) == 1
+    off = analyze(emb, se.timestamps(1200), StructureParams(anomaly_match_floor=0.0))
+    assert off.places is not None and np.median(off.places[400 : 400 + length]) > 20

@@ -179,6 +179,22 @@ def test_a_cross_clip_match_ends_each_span_with_its_own_clips_stride() -> None:
     assert (match.start_b_s, match.end_b_s) == (0.0, 9.5)  # b's last window starts at 9.0
 
 
+def test_joint_analysis_finds_a_one_off_event_of_three_sub_activities() -> None:
+    """A worker's 20 minutes in two clips; in the first, 20 s of three new contents in a row (7 s each),
+    seen nowhere else in either clip. Its windows' best matches elsewhere (all clips) are ordinary
+    content, so the match floor must hold in the joint analysis too: without it, nothing was flagged."""
+    emb, _ = se.phased_cycles(1200, 128, 20.0, 0.1, 0.7, seed=870)
+    emb = se.with_recurring_anomaly(emb, [300], 20, seed=910, n_parts=3, distance=0.5)
+    joint = analyze_joint([emb[:600], emb[600:]], [se.timestamps(600)] * 2)
+    (span,) = joint.clips[0].anomalies
+    assert se.span_iou((300.0, 320.0), (span.start_s, span.end_s)) >= 0.9
+    assert joint.clips[1].anomalies == []
+    off = analyze_joint(
+        [emb[:600], emb[600:]], [se.timestamps(600)] * 2, StructureParams(anomaly_match_floor=0)
+    )
+    assert off.clips[0].anomalies == []
+
+
 def test_joint_of_one_clip_equals_single_analysis() -> None:
     emb, ts = se.periodic(150, 64, 10.0, 1.0, seed=9), se.timestamps(150)
     single, joint = analyze(emb, ts), analyze_joint([emb], [ts]).clips[0]

@@ -249,5 +249,14 @@ def analyze(emb: np.ndarray, ts: np.ndarray, params: StructureParams | None = No
         ts,
         1.0 - best.astype(np.float64),
         params,
-        lambda gap: distinct_places(smooth, clip_ids, ts, exclusion, params.anomaly_match_factor, gap, width),
+        lambda gap: distinct_places(
+            smooth,
+            clip_ids,
+            ts,
+            exclusion,
+            params.anomaly_match_factor,
+            gap,
+            width,
+            floor_fraction=params.anomaly_match_floor,
+        ),
     )

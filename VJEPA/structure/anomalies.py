@@ -97,6 +97,31 @@ def _run_edges(match: np.ndarray, gap: int) -> tuple[np.ndarray, np.ndarray, np.
     return cum, match & (before == 0), match & (after == 0)
 
 
+def _best_elsewhere(
+    u: np.ndarray, clip_ids: np.ndarray, ts: np.ndarray, exclusion_s: np.ndarray, row_idx: np.ndarray
+) -> np.ndarray:
+    """[B] max over j outside row i's own neighbourhood (same clip, |ts_j - ts_i| <= exclusion) of
+    u_i . u_j, for the rows row_idx [B]; 1 where there is no such j."""
+    sim = u[row_idx] @ u.T
+    near = (clip_ids[row_idx, None] == clip_ids[None, :]) & (
+        np.abs(ts[row_idx, None] - ts[None, :]) <= exclusion_s[clip_ids[row_idx]][:, None]
+    )
+    best = np.where(near, -np.inf, sim).max(axis=1)
+    return np.where(np.isfinite(best), best, 1.0)
+
+
+def _near_similarity(u: np.ndarray, clip_ids: np.ndarray, rows: np.ndarray, lag: int) -> np.ndarray:
+    """[R] max(u_i . u_{i-lag}, u_i . u_{i+lag}) over the neighbours `lag` windows away in the same clip
+    (-1 where there is none), for the windows `rows` [R]: how alike a window's content is a few seconds on."""
+    out = np.full(len(rows), -1.0)
+    for step in (-lag, lag):
+        other = rows + step
+        ok = (other >= 0) & (other < len(u))
+        ok[ok] &= clip_ids[other[ok]] == clip_ids[rows[ok]]
+        out[ok] = np.maximum(out[ok], np.sum(u[rows[ok]] * u[other[ok]], axis=1))
+    return out
+
+
 def distinct_places(
     u: np.ndarray,
     clip_ids: np.ndarray,
@@ -107,6 +132,7 @@ def distinct_places(
     run_gap_windows: int | None = None,
     rows: np.ndarray | None = None,
     block_rows: int = 512,
+    floor_fraction: float = 0.0,
 ) -> Places:
     """How many separate places of all clips hold content like each window, and how long that content
     lasts in the window's own run and in the others, for the windows `rows` (global indices; default all).
@@ -115,7 +141,15 @@ def distinct_places(
     exclusion_s [n_clips] the own neighbourhood. With b_i the best match of window i outside its own
     neighbourhood and m_i = u_i . mean(u) its mean similarity, window j is like i when
         S[i, j] >= b_i - match_factor * (b_i - m_i)
-    (a threshold relative to the window's own scale: a noisier window is less similar to everything). A
+    (a threshold relative to the window's own scale: a noisier window is less similar to everything), and,
+    with floor_fraction F > 0, also
+        S[i, j] >= m_i + F * min(G, n_i - m_i),
+    G = median over the rows of (b_k - m_k) (how far a typical best match rises above the mean similarity)
+    and n_i = max(S[i, i - r], S[i, i + r]) in the same clip, r = run_gap_windows (the window's content a
+    few seconds on). Without this floor, a window with no real match elsewhere (a one-off event shorter
+    than its neighbourhood: b_i barely above m_i) finds ordinary windows like it everywhere, its places
+    collapsing towards a typical window's; n_i keeps the floor below what fast content (a short cycle,
+    where even the window r on is another phase) can reach (docs/METHODS.md section 5b). A
     place is a run of like windows of one clip whose consecutive members are at most gap_windows apart
     (runs never cross a clip border); window i is like itself, so its own place counts once. own_windows
     and other_windows measure runs broken by more than run_gap_windows (default gap_windows): an
@@ -132,19 +166,20 @@ def distinct_places(
     n_runs = np.zeros(len(rows), dtype=np.int64)
     own = np.zeros(len(rows), dtype=np.int64)
     like = np.zeros(len(rows), dtype=np.int64)
-    for start in range(0, len(rows), block_rows):
-        block = np.arange(start, min(start + block_rows, len(rows)))
+    blocks = [np.arange(a, min(a + block_rows, len(rows))) for a in range(0, len(rows), block_rows)]
+    best = np.concatenate([_best_elsewhere(u, clip_ids, ts, exclusion_s, rows[b]) for b in blocks])
+    typical = u[rows] @ mean_u  # [R]
+    threshold = best - match_factor * (best - typical)
+    if floor_fraction > 0 and len(rows):
+        near = _near_similarity(u, clip_ids, rows, run_gap)
+        rise = np.minimum(float(np.median(best - typical)), near - typical)
+        threshold = np.maximum(threshold, typical + floor_fraction * rise)
+    for block in blocks:
         row_idx = rows[block]
         sim = u[row_idx] @ u.T  # [B, N]
-        near = (clip_ids[row_idx, None] == clip_ids[None, :]) & (
-            np.abs(ts[row_idx, None] - ts[None, :]) <= exclusion_s[clip_ids[row_idx]][:, None]
-        )
-        best = np.where(near, -np.inf, sim).max(axis=1)
-        best = np.where(np.isfinite(best), best, 1.0)
-        typical = u[row_idx] @ mean_u
-        match = sim >= (best - match_factor * (best - typical))[:, None]
+        match = sim >= threshold[block, None]
         match[np.arange(len(row_idx)), row_idx] = True
-        del sim, near
+        del sim
         like[block] = np.count_nonzero(match, axis=1)
         for lo, hi in clip_ranges:
             clip_match = match[:, lo:hi]

@@ -83,7 +83,15 @@ def analyze_joint(
     def places_of(idx: np.ndarray) -> PlacesFn:
         def places(gap: int) -> Places:
             return distinct_places(
-                smooth, clip_ids, ts_all, exclusion, params.anomaly_match_factor, gap, width, rows=idx
+                smooth,
+                clip_ids,
+                ts_all,
+                exclusion,
+                params.anomaly_match_factor,
+                gap,
+                width,
+                rows=idx,
+                floor_fraction=params.anomaly_match_floor,
             )
 
         return places

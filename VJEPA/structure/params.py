@@ -97,6 +97,15 @@ class StructureParams:
         low=0,
         high=1,
     )
+    anomaly_match_floor: float = setting(
+        0.7,  # 0.6-0.8 give the same table; 0.5 misses a one-off event, 0.9 splits moving jams
+        "recurrence rule: ... and only when their similarity rises above i's mean similarity by at least "
+        "this fraction of the rise of a typical window's best match (or of i's own content anomaly-smooth-s "
+        "on, if less): a one-off event, with no match elsewhere, then counts no ordinary window as like "
+        "it; 0: off",
+        low=0,
+        high=1,
+    )
     anomaly_place_gap_s: float = setting(
         5.0,
         "recurrence rule without a period: matches further apart than this (s) are separate places "
