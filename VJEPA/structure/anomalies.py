@@ -97,14 +97,16 @@ def _run_edges(match: np.ndarray, gap: int) -> tuple[np.ndarray, np.ndarray, np.
     return cum, match & (before == 0), match & (after == 0)
 
 
+RISE_SAMPLE = 256  # rows whose best matches give the typical rise G of distinct_places' floor
+
+
 def _best_elsewhere(
-    u: np.ndarray, clip_ids: np.ndarray, ts: np.ndarray, exclusion_s: np.ndarray, row_idx: np.ndarray
+    sim: np.ndarray, u_rows: np.ndarray, clip_ids: np.ndarray, ts: np.ndarray, exclusion_s: np.ndarray
 ) -> np.ndarray:
     """[B] max over j outside row i's own neighbourhood (same clip, |ts_j - ts_i| <= exclusion) of
-    u_i . u_j, for the rows row_idx [B]; 1 where there is no such j."""
-    sim = u[row_idx] @ u.T
-    near = (clip_ids[row_idx, None] == clip_ids[None, :]) & (
-        np.abs(ts[row_idx, None] - ts[None, :]) <= exclusion_s[clip_ids[row_idx]][:, None]
+    sim[b, j] = u_i . u_j, for the rows u_rows [B] (global indices); 1 where there is no such j."""
+    near = (clip_ids[u_rows, None] == clip_ids[None, :]) & (
+        np.abs(ts[u_rows, None] - ts[None, :]) <= exclusion_s[clip_ids[u_rows]][:, None]
     )
     best = np.where(near, -np.inf, sim).max(axis=1)
     return np.where(np.isfinite(best), best, 1.0)
@@ -144,7 +146,8 @@ def distinct_places(
     (a threshold relative to the window's own scale: a noisier window is less similar to everything), and,
     with floor_fraction F > 0, also
         S[i, j] >= m_i + F * min(G, n_i - m_i),
-    G = median over the rows of (b_k - m_k) (how far a typical best match rises above the mean similarity)
+    G = median over the rows of (b_k - m_k) (how far a typical best match rises above the mean similarity;
+    taken from RISE_SAMPLE rows spread evenly over them)
     and n_i = max(S[i, i - r], S[i, i + r]) in the same clip, r = run_gap_windows (the window's content a
     few seconds on). Without this floor, a window with no real match elsewhere (a one-off event shorter
     than its neighbourhood: b_i barely above m_i) finds ordinary windows like it everywhere, its places
@@ -166,18 +169,24 @@ def distinct_places(
     n_runs = np.zeros(len(rows), dtype=np.int64)
     own = np.zeros(len(rows), dtype=np.int64)
     like = np.zeros(len(rows), dtype=np.int64)
-    blocks = [np.arange(a, min(a + block_rows, len(rows))) for a in range(0, len(rows), block_rows)]
-    best = np.concatenate([_best_elsewhere(u, clip_ids, ts, exclusion_s, rows[b]) for b in blocks])
     typical = u[rows] @ mean_u  # [R]
-    threshold = best - match_factor * (best - typical)
+    floor = np.full(len(rows), -np.inf)
     if floor_fraction > 0 and len(rows):
+        # G from RISE_SAMPLE rows spread evenly: its median needs their best matches before any row is
+        # thresholded, and taking it from every row would cost a second full pass over S
+        picks = np.linspace(0, len(rows) - 1, min(len(rows), RISE_SAMPLE)).round().astype(int)
+        sample = rows[np.unique(picks)]
+        best_sample = _best_elsewhere(u[sample] @ u.T, sample, clip_ids, ts, exclusion_s)
+        rise_typical = float(np.median(best_sample - u[sample] @ mean_u))
         near = _near_similarity(u, clip_ids, rows, run_gap)
-        rise = np.minimum(float(np.median(best - typical)), near - typical)
-        threshold = np.maximum(threshold, typical + floor_fraction * rise)
-    for block in blocks:
+        floor = typical + floor_fraction * np.minimum(rise_typical, near - typical)
+    for start in range(0, len(rows), block_rows):
+        block = np.arange(start, min(start + block_rows, len(rows)))
         row_idx = rows[block]
         sim = u[row_idx] @ u.T  # [B, N]
-        match = sim >= threshold[block, None]
+        best = _best_elsewhere(sim, row_idx, clip_ids, ts, exclusion_s)
+        threshold = np.maximum(best - match_factor * (best - typical[block]), floor[block])
+        match = sim >= threshold[:, None]
         match[np.arange(len(row_idx)), row_idx] = True
         del sim
         like[block] = np.count_nonzero(match, axis=1)
