@@ -12,8 +12,10 @@ item alone.
 
 Where the marks live decides how long a count lasts. The scale-out keeps them in the run's own staging
 folder (which every node of the run shares): each run starts from a clean count, and the marks go when the
-staging folder does. Phase 1 on its own (one process: a death ends the run) keeps them in the output folder,
-so the count carries over from run to run; `clear_attempts` starts it again (--retry-failed).
+staging folder does. On the local engine (one process: a death ends the run) each phase keeps them in the
+folder it writes to, named after the output the attempt makes (`attempts_mark`: phase 1's rectified mp4,
+phase 2's X_emb.npy, so neither phase's --retry-failed clears the other's), and the count carries over from
+run to run; `clear_attempts` starts it again (--retry-failed).
 
 Only a death that skips Python's cleanup is counted: Ctrl-C, SIGTERM (egoclean.cli turns it into an
 exception) and any error run the guard's `finally`. A `kill -9` or a power cut counts as a death too: the
@@ -30,6 +32,14 @@ from egoclean.errors import CrashLoopError
 from egoclean.files import atomic_output
 
 ATTEMPTS_DIR = ".attempts"
+# How a person tries an item left out this way again, on the local engine (`again` below)
+RETRY_FAILED = "run again with --retry-failed"
+
+
+def attempts_mark(folder: Path, output_name: str) -> Path:
+    """Where the local engine counts the attempts at making `output_name` in `folder` that died with their
+    process: in the output folder itself, so that a run the item kills does not forget them."""
+    return folder / ATTEMPTS_DIR / output_name
 
 
 def unreturned_attempts(mark: Path) -> int:

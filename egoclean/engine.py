@@ -36,6 +36,9 @@ from egoclean.progress import Progress
 Row = dict[str, Any]
 ENGINES = ("local", "ray")
 TASK_RETRIES = 3  # a plain Ray task (map_tasks) whose process died runs again this many times
+DEFAULT_MAX_RETRIES = 2  # --max-retries: for Python callers of either phase too
+# The ScaleSettings that either phase on its own takes too (python -m fisheye, VJEPA/encode.py)
+RETRY_OPTIONS = ("max_retries", "retry_failed")
 
 
 def _address_problem(text: str | None) -> str | None:
@@ -46,7 +49,8 @@ def _address_problem(text: str | None) -> str | None:
 
 @dataclass(frozen=True)
 class ScaleSettings:
-    """Which engine runs the stages, on which workers, with what parallelism and retries."""
+    """Which engine runs the stages, on which workers, with what parallelism, and how often a clip that
+    fails or kills its process is tried again (max_retries, retry_failed: both phases on one worker too)."""
 
     engine: str = setting(
         "local", "local: one process, a plain loop; ray: a Ray Data pipeline", choices=ENGINES
@@ -64,15 +68,22 @@ class ScaleSettings:
     )
     max_fetch_concurrency: int = setting(2, "shards fetched at once (Ray)", low=1, high=1024, metavar="N")
     max_retries: int = setting(
-        2,
+        DEFAULT_MAX_RETRIES,
         "how often a clip or shard is tried again before it is recorded as failed. Scale-out (bash run.sh "
         "--engine ray or --workers): within the run, after a passing failure (the network, the Hub's load) "
-        "or a death of its process (out of memory, a crash). Phase 1 on one worker, where such a death ends "
-        "the run: over reruns, the rerun after 1 + N deaths in a row leaves the clip out "
+        "or a death of its process (out of memory, a crash). Either phase on one worker, where such a death "
+        "ends the run: over reruns, the rerun after 1 + N deaths in a row leaves the clip out "
         "(see --retry-failed)",
         low=0,
         high=20,
         metavar="N",
+    )
+    retry_failed: bool = setting(
+        False,
+        "try again the clips that earlier runs on one worker left out because their process died under "
+        "them (--max-retries); otherwise a rerun skips them. Each phase forgets only the deaths it counted "
+        "(OUT/.../.attempts/): phase 1 those while making a clip, phase 2 those while embedding one; bash "
+        "run.sh all forgets both. The scale-out counts within each run and needs no such flag",
     )
     embed_actors: int = setting(
         1,

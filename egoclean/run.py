@@ -20,7 +20,7 @@ from pathlib import Path
 
 from egoclean.cli import EXIT_ERROR, run_main
 from egoclean.config import HelpFormatter, add_options, from_args, validate
-from egoclean.engine import ScaleSettings
+from egoclean.engine import RETRY_OPTIONS, ScaleSettings
 from egoclean.errors import SettingError
 from egoclean.progress import Progress, terminal_progress
 from egoclean.scale import one_pass_tap, run_scale
@@ -77,7 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
         parser.add_argument_group("phase 2 options (V-JEPA 2 embeddings)"), EncodeSettings, skip=("decode",)
     )
     add_options(parser.add_argument_group("phase 2 analysis options"), StructureParams)
-    add_options(parser.add_argument_group("scale-out options (docs/SCALE.md)"), ScaleSettings)
+    retries = parser.add_argument_group("retries, both phases (a clip that fails, or kills its process)")
+    add_options(retries, ScaleSettings, only=RETRY_OPTIONS)
+    add_options(
+        parser.add_argument_group("scale-out options (docs/SCALE.md)"), ScaleSettings, skip=RETRY_OPTIONS
+    )
     return parser
 
 
@@ -147,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
         if command in ("1", "all"):
             also = f", embedding each clip in the same pass ({encode.model})" if tap else ""
             progress.log(f"phase 1: fetch and rectify -> {folder}{also}")
-            manifest = run_phase1(phase1, open_source(phase1, progress), progress, tap, scale.max_retries)
+            source = open_source(phase1, progress)
+            manifest = run_phase1(phase1, source, progress, tap, scale.max_retries, scale.retry_failed)
             failed = left_out(manifest, phase1)  # said again at the end: phase 2 goes on without them
         if command in ("2", "all"):
             progress.log(f"phase 2: V-JEPA 2 embeddings ({encode.model}) and temporal structure -> {folder}")

@@ -11,7 +11,7 @@ import argparse
 
 from egoclean.cli import EXIT_ERROR, run_main
 from egoclean.config import HelpFormatter, add_options, from_args, validate
-from egoclean.engine import ScaleSettings
+from egoclean.engine import RETRY_OPTIONS, ScaleSettings
 from egoclean.progress import terminal_progress
 from fisheye.pipeline import (
     choose_data,
@@ -36,9 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
         allow_abbrev=False, prog="python -m fisheye", description=DESCRIPTION, formatter_class=HelpFormatter
     )
     add_options(parser, Phase1Settings)
-    # the one definition of --max-retries (bash run.sh's scale-out option): a clip whose process dies under
-    # it is left out by the rerun after 1 + N such deaths (fisheye.pipeline.run_phase1)
-    add_options(parser, ScaleSettings, only=("max_retries",))
+    # the one definition of --max-retries and --retry-failed (bash run.sh's, shared with phase 2): a clip
+    # whose process dies under it is left out by the rerun after 1 + N such deaths (pipeline.run_phase1)
+    add_options(parser, ScaleSettings, only=RETRY_OPTIONS)
     return parser
 
 
@@ -48,9 +48,12 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> int:
         progress = terminal_progress()
         settings = validate(from_args(Phase1Settings, args))  # every setting checked before any download
-        max_retries = validate(from_args(ScaleSettings, args)).max_retries
+        retries = validate(from_args(ScaleSettings, args))
         settings = choose_data(settings, progress)
-        manifest = run_phase1(settings, open_source(settings, progress), progress, max_retries=max_retries)
+        source = open_source(settings, progress)
+        manifest = run_phase1(
+            settings, source, progress, max_retries=retries.max_retries, retry_failed=retries.retry_failed
+        )
         folder = worker_output_dir(settings)
         print(
             f"done: {len(manifest['clips'])} rectified clip(s) in {folder} "

@@ -26,8 +26,16 @@ import av
 import cv2
 import numpy as np
 
-from egoclean.attempts import ATTEMPTS_DIR, check_attempts, clear_attempts, crash_guard, unreturned_attempts
-from egoclean.engine import ScaleSettings
+from egoclean.attempts import (
+    ATTEMPTS_DIR,
+    RETRY_FAILED,
+    attempts_mark,
+    check_attempts,
+    clear_attempts,
+    crash_guard,
+    unreturned_attempts,
+)
+from egoclean.engine import DEFAULT_MAX_RETRIES
 from egoclean.errors import AuthError, CalibrationError, CrashLoopError, FetchError, OutputError, VideoError
 from egoclean.files import atomic_output, check_free_space, check_writable, remove_partials, write_json
 from egoclean.layout import CAMERA_FILE, MANIFEST_FILE, output_dir, preview_name, rectified_name
@@ -67,11 +75,6 @@ if TYPE_CHECKING:
 MANIFEST_VERSION = 1
 STAGING_DIR = ".staging"  # raw intermediates (shards, extracted clips, Hub cache); deleted when done
 
-
-# Retries of a clip whose process died under it, before it is left out: --max-retries, defined once in
-# egoclean.engine.ScaleSettings; bash run.sh and python -m fisheye pass theirs to run_phase1.
-DEFAULT_MAX_RETRIES = ScaleSettings().max_retries
-RETRY_FAILED = "run again with --retry-failed"
 
 MAX_INVALID_FRACTION = 0.5  # refuse a rectified view that is more black border than picture
 MAX_NAMES_SHOWN = 5  # an error lists at most this many clip names, then counts the rest
@@ -412,17 +415,12 @@ class WorkerContext:
     attempt_limit: int | None = None
 
 
-def attempts_mark(folder: Path, output_name: str) -> Path:
-    """Where phase 1 on its own counts the attempts at a clip that died with their process
-    (egoclean.attempts): beside the records, so that a run that a clip kills does not forget them."""
-    return folder / ATTEMPTS_DIR / output_name
-
-
 def forget_deaths(folder: Path, settings: Phase1Settings) -> None:
     """--retry-failed: the wanted clips (all: every clip) that were left out for killing their process are
-    tried again, from a count of 0."""
+    tried again, from a count of 0. Only phase 1's counts, named after the rectified mp4 (attempts_mark):
+    phase 2's are named after the embeddings, and its own --retry-failed clears them."""
     if settings.clip_indices is None:
-        marks = list((folder / ATTEMPTS_DIR).glob("*"))
+        marks = list((folder / ATTEMPTS_DIR).glob("*.mp4"))
     else:
         marks = [attempts_mark(folder, rectified_name(index)) for index in settings.clip_indices]
     for mark in marks:
@@ -529,13 +527,15 @@ def run_phase1(
     progress: Progress | None = None,
     tap: TapFactory | None = None,
     max_retries: int = DEFAULT_MAX_RETRIES,
+    retry_failed: bool = False,
 ) -> dict:
     """Fetch, rectify and clean up one worker's clips; returns the manifest (also saved as manifest.json).
 
     tap: makes, for each clip rectified now, a ClipTap that is handed every rectified frame (one pass).
     max_retries: a clip whose process died under it (out of memory, a crash: the run ends with it) is tried
         again by this many reruns; the next one records it as failed and goes on without it (`left_out`).
-        The count is kept in the output folder (attempts_mark); --retry-failed clears it.
+        The count is kept in the output folder (attempts_mark).
+    retry_failed: forget those deaths first, for the wanted clips (--retry-failed).
 
     Safe to run twice at once on one folder: each run stages in its own folder, each clip is made under
     its own lock (a run finding a clip taken waits for it rather than redoing it), and the manifest is
@@ -545,6 +545,8 @@ def run_phase1(
     new_folders = [p for p in (folder, *folder.parents) if not p.exists()]
     check_writable(folder)
     try:
+        if retry_failed:
+            forget_deaths(folder, settings)
         return _run_phase1(settings, source, progress, folder, tap, 1 + max_retries)
     except BaseException:
         for path in new_folders:  # a run that made nothing leaves no empty folders behind
@@ -563,8 +565,6 @@ def _run_phase1(
 ) -> dict:
     worker = settings.worker_ref
     run_id = new_run_id()
-    if settings.retry_failed:
-        forget_deaths(folder, settings)
     described = source.describe()
     rectified = finished_clips(folder, settings)
     wanted = None if settings.clip_indices is None else set(settings.clip_indices)

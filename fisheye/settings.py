@@ -94,11 +94,6 @@ class Phase1Settings:
         high=128,
         metavar="N",
     )
-    retry_failed: bool = setting(
-        False,
-        "try again the clips that earlier runs left out because their process died under them, --max-retries"
-        " + 1 times (out of memory, a crash; counted in OUT/.../.attempts/); otherwise a rerun skips them",
-    )
     env_file: Path = setting(
         DEFAULT_ENV_FILE, "where to look for HF_KEY or HF_TOKEN", metavar="FILE", check=_env_file_problem
     )

@@ -549,6 +549,21 @@ def test_a_clip_left_out_for_killing_its_process_costs_no_download(hub, tmp_path
     assert fetched == ["part00.tar"] and (folder / "rectified_clip_1.mp4").is_file()
 
 
+@pytest.mark.parametrize("clips", ["1,2", "all"])
+def test_phase_1s_retry_failed_forgets_only_phase_1s_deaths(hub, tmp_path, clips):
+    """--retry-failed serves both phases, each forgetting the deaths it counted: phase 1's are named after
+    the rectified mp4, phase 2's (VJEPA.encode) after the embeddings, in the same .attempts/."""
+    out = tmp_path / "data"
+    attempts = out / "factory_001" / ".attempts"
+    attempts.mkdir(parents=True)
+    (attempts / "rectified_clip_1.mp4").write_text("3")
+    (attempts / "rectified_clip_1_emb.npy").write_text("3")
+    assert run_cli(hub, out, "--clips", clips, "--retry-failed") == 0
+    assert (out / "factory_001" / "rectified_clip_1.mp4").is_file()
+    assert not (attempts / "rectified_clip_1.mp4").exists()
+    assert unreturned_attempts(attempts / "rectified_clip_1_emb.npy") == 3
+
+
 def test_python_m_fisheye_takes_max_retries(hub, tmp_path, capsys):
     """--max-retries is python -m fisheye's too (one definition, egoclean.engine.ScaleSettings): with 0 the
     run after one death leaves the clip out; the default, 2, tries it again."""
