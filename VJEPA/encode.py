@@ -12,11 +12,15 @@ Frames are decoded once and preprocessed once; whole windows are batched for the
 outputs exist and match the current settings is skipped (--force recomputes). Outputs of an earlier
 version of the mp4 are deleted (with their analysis) before it is embedded again; new embeddings delete
 the analysis of the ones they replace (X_analysis.json, X_diagnostics.png, X_distance.npy, X_autocorr.npy).
+A clip whose decoding or embedding kills the process (a decoder's segfault, a CUDA abort, the OOM killer)
+is counted in the output folder's .attempts/ and left out, with one line, by the rerun after 1 +
+--max-retries such deaths in a row, until --retry-failed (egoclean.attempts).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from collections.abc import Callable, Iterable, Iterator
@@ -28,8 +32,10 @@ from typing import Any
 import av
 import numpy as np
 
+from egoclean.attempts import RETRY_FAILED, attempts_mark, clear_attempts, crash_guard
 from egoclean.cli import EXIT_ERROR, run_main
 from egoclean.config import HelpFormatter, add_options, from_args, validate
+from egoclean.engine import DEFAULT_MAX_RETRIES, RETRY_OPTIONS, ScaleSettings
 from egoclean.errors import EgoCleanError, InputError, VideoError
 from egoclean.files import check_can_create, remove_dead_partials, remove_files, save_npy, write_json
 from egoclean.hwdecode import iter_rgb_tensors, pick_decoder
@@ -187,11 +193,16 @@ def encode_clip(
     settings: EncodeSettings,
     out_dir: str | Path | None = None,
     progress: Callable[[int, int], None] | None = None,
+    attempt_limit: int | None = None,
 ) -> EncodeResult:
     """Embed one clip and write its three outputs; `progress(windows_done, n_windows)` after each batch.
 
+    attempt_limit: count the attempts at decoding and embedding the clip in its output folder
+        (embedding_mark), from run to run, and leave it out after this many died with their process.
+        None: not counted (the scale-out counts its own, per run).
     Raises VideoError for a missing, undecodable or too-short clip, OutputError if outputs cannot be
-    written. Nothing appears under a final name unless all three outputs are complete.
+    written, CrashLoopError for a clip left out. Nothing appears under a final name unless all three
+    outputs are complete.
     """
     video_path = Path(video_path)
     info = probe(video_path, remedy=REMAKE_CLIP)
@@ -206,15 +217,39 @@ def encode_clip(
     span = span_frames(settings.window, settings.frame_step)
     if info.n_frames and info.n_frames < span:  # the container's count: fail before loading any frame
         raise VideoError(f"{video_path}: {info.n_frames} frames, shorter than one window of {span} frames")
-    decoder = pick_clip_decoder(video_path, settings.decode, encoder)
+    # Where a clip can take the process down (a decoder's crash, a CUDA abort, the OOM killer): counted
+    with embedding_attempt(video_path, paths[0], attempt_limit):
+        decoder = pick_clip_decoder(video_path, settings.decode, encoder)
+        frames = clip_frames(video_path, decoder, encoder)
+        result, batch_size = embed_clip_frames(encoder, frames, settings, info.fps, info.n_frames, progress)
+        return save_clip_embeddings(video_path, info, paths, facts | {"decoder": decoder}, result, batch_size)
+
+
+def clip_frames(video_path: Path, decoder: str, encoder: Encoder) -> Iterable[Frame]:
+    """The clip's RGB frames, decoded in a thread on `decoder` for the model."""
     if decoder == "cuda":  # NVDEC: frames stay on the GPU, converted to RGB there (egoclean.yuv_torch)
-        frames: Iterable[Frame] = prefetch(iter_rgb_tensors(video_path, "cuda"), 2)  # NVDEC's pool is small
-    elif encoder.device.type == "cuda":  # CPU decode: yuv420p to the GPU (half RGB's bytes), RGB made there
-        frames = prefetch(iter_rgb_tensors(video_path, "cpu", encoder.device))
-    else:
-        frames = prefetch(iter_frames(video_path, pixel_format="rgb24"))  # decode in a thread
-    result, batch_size = embed_clip_frames(encoder, frames, settings, info.fps, info.n_frames, progress)
-    return save_clip_embeddings(video_path, info, paths, facts | {"decoder": decoder}, result, batch_size)
+        return prefetch(iter_rgb_tensors(video_path, "cuda"), 2)  # NVDEC's pool is small
+    if encoder.device.type == "cuda":  # CPU decode: yuv420p to the GPU (half RGB's bytes), RGB made there
+        return prefetch(iter_rgb_tensors(video_path, "cpu", encoder.device))
+    return prefetch(iter_frames(video_path, pixel_format="rgb24"))  # decode in a thread
+
+
+def embedding_mark(emb_path: Path) -> Path:
+    """Where the local engine counts the attempts at embedding a clip into `emb_path` (its X_emb.npy) that
+    died with their process: named after the embeddings in their folder, so that phase 1's count of the same
+    clip, named after its mp4, is another (egoclean.attempts.attempts_mark)."""
+    return attempts_mark(emb_path.parent, emb_path.name)
+
+
+def embedding_attempt(
+    video_path: Path, emb_path: Path, attempt_limit: int | None
+) -> contextlib.AbstractContextManager[object]:
+    """One more counted attempt at embedding `video_path` into `emb_path` (crash_guard on embedding_mark);
+    nothing is counted for attempt_limit None."""
+    if attempt_limit is None:
+        return contextlib.nullcontext()
+    what = f"{video_path} -> {emb_path.name}"
+    return crash_guard(embedding_mark(emb_path), attempt_limit, what, RETRY_FAILED)
 
 
 def pick_clip_decoder(video_path: Path, decode: str, encoder: Encoder) -> str:
@@ -338,9 +373,14 @@ def encode_clips(
     out_dir: Path | None = None,
     progress: Progress | None = None,
     encoder: Encoder | None = None,
+    max_retries: int = DEFAULT_MAX_RETRIES,
+    retry_failed: bool = False,
 ) -> tuple[list[EncodeResult], list[str]]:
     """Embed every clip (the model loaded once); returns the results and one error line per failed clip.
-    A clip that fails does not stop the others."""
+    A clip that fails does not stop the others. One whose embedding kills the process (a crash in the
+    decoder or the model, the OOM killer) ends the run; the deaths are counted in the output folder, and
+    the rerun after 1 + max_retries of them in a row leaves the clip out with a failure line, until
+    retry_failed forgets them (encode_clip's attempt_limit)."""
     progress = progress or Progress()
     if out_dir is not None:
         check_can_create(out_dir)  # before the model loads and the first clip is embedded
@@ -364,8 +404,10 @@ def encode_clips(
             bar(done - last)
             last = done
 
+        if retry_failed:
+            clear_attempts(embedding_mark(embedding_paths(clip, out_dir)[0]))
         try:
-            result = encode_clip(clip, encoder, settings, out_dir, on_batch)
+            result = encode_clip(clip, encoder, settings, out_dir, on_batch, 1 + max_retries)
         except (EgoCleanError, ValueError) as err:
             failures.append(str(err))
             progress.error(str(err))
@@ -399,6 +441,8 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"clips, or folders of clips (default: {DEFAULT_FOLDER})",
     )
     add_options(parser, EncodeSettings)
+    # the one definition of --max-retries and --retry-failed, shared with phase 1 (bash run.sh's)
+    add_options(parser, ScaleSettings, only=RETRY_OPTIONS)
     parser.add_argument(
         "--out", type=Path, default=None, metavar="DIR", help="output folder (default: beside each clip)"
     )
@@ -411,8 +455,16 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> int:
         progress = terminal_progress(unit="window", log_file=sys.stdout)
         settings = validate(from_args(EncodeSettings, args))
+        retries = validate(from_args(ScaleSettings, args))
         clips = find_clips(args.inputs)
-        _, failures = encode_clips(clips, settings, args.out, progress)
+        _, failures = encode_clips(
+            clips,
+            settings,
+            args.out,
+            progress,
+            max_retries=retries.max_retries,
+            retry_failed=retries.retry_failed,
+        )
         if failures and len(clips) > 1:
             rest = "; the others are done" if len(failures) < len(clips) else ""
             progress.error(f"{len(failures)} of {len(clips)} clips failed (see above){rest}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from egoclean.engine import DEFAULT_MAX_RETRIES
 from egoclean.errors import InputError
 from egoclean.layout import list_clips, stem_of_embedding
 from egoclean.progress import Progress
@@ -36,16 +37,20 @@ def run_phase2(
     params: StructureParams | None = None,
     progress: Progress | None = None,
     encoder: Encoder | None = None,
+    max_retries: int = DEFAULT_MAX_RETRIES,
+    retry_failed: bool = False,
 ) -> Phase2Result:
     """Embed every rectified clip in `folder` with V-JEPA 2, then analyse each and all together (the
     joint analysis). Clips that fail to embed are reported and left out of the analysis. Clips whose
     embeddings match the settings (made earlier, or in one pass with phase 1) are not embedded again.
-    encoder: a model already loaded (else `settings.model` is loaded)."""
+    encoder: a model already loaded (else `settings.model` is loaded).
+    max_retries, retry_failed: a clip whose embedding killed the process 1 + max_retries times in a row
+    (over reruns) is left out, unless retry_failed forgets those deaths (VJEPA.encode.encode_clips)."""
     progress = progress or Progress()
     clips = list_clips(folder)
     if not clips:
         raise InputError(f"{folder}: no rectified clips; run phase 1 first (bash run.sh 1)")
-    encoded, failures = encode_clips(clips, settings, None, progress, encoder)
+    encoded, failures = encode_clips(clips, settings, None, progress, encoder, max_retries, retry_failed)
     if not encoded:
         raise InputError(f"{folder}: no clip could be embedded (see the errors above)")
     emb_paths = [r.emb_path for r in encoded]

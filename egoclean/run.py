@@ -141,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
             return run_scaled(command, phase1, encode, params, scale, progress)
         folder = worker_output_dir(phase1)
         encoder, tap, failed = None, None, {}
+        not_embedded: list[str] = []  # phase 2's failure lines
         if command in ("2", "all"):
             encode = stand_in_model(phase1, encode, progress)
         if command == "all":  # one pass: the model embeds each clip while phase 1 makes it
@@ -151,21 +152,23 @@ def main(argv: list[str] | None = None) -> int:
         if command in ("1", "all"):
             also = f", embedding each clip in the same pass ({encode.model})" if tap else ""
             progress.log(f"phase 1: fetch and rectify -> {folder}{also}")
+            # In one pass a clip's embedding runs inside phase 1's attempt: a death there is counted once,
+            # as phase 1's, and phase 2 below finds that clip embedded (or, left out, not made at all)
             source = open_source(phase1, progress)
             manifest = run_phase1(phase1, source, progress, tap, scale.max_retries, scale.retry_failed)
             failed = left_out(manifest, phase1)  # said again at the end: phase 2 goes on without them
         if command in ("2", "all"):
             progress.log(f"phase 2: V-JEPA 2 embeddings ({encode.model}) and temporal structure -> {folder}")
-            result = run_phase2(folder, encode, params, progress, encoder)
+            result = run_phase2(
+                folder, encode, params, progress, encoder, scale.max_retries, scale.retry_failed
+            )
             progress.log("results (open the report in a browser):")
             for path in result.outputs:
                 progress.log(f"  {shown(path)}")
-            if result.failures:
-                progress.error(f"{len(result.failures)} clip(s) could not be embedded (see above)")
-                return EXIT_ERROR
-        if failed:
+            if not_embedded := result.failures:
+                progress.error(f"{len(not_embedded)} clip(s) could not be embedded (see above)")
+        if failed:  # after phase 2's line: both are said, whichever phase left clips out
             progress.error(left_out_line(failed, folder))
-            return EXIT_ERROR
-        return 0
+        return EXIT_ERROR if failed or not_embedded else 0
 
     return run_main(body)

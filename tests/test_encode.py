@@ -15,7 +15,10 @@ import pytest
 import torch
 from transformers import VJEPA2VideoProcessor
 
+from egoclean.attempts import unreturned_attempts
 from egoclean.errors import VideoError
+from egoclean.files import remove_files
+from egoclean.layout import embedding_paths, rectified_name
 from egoclean.video import iter_frames
 from tests.helpers import CLIP_FPS, CLIP_FRAMES, killed_writers_partial, write_still_image, write_test_clip
 from VJEPA.embedder import ModelError, load_encoder
@@ -207,6 +210,7 @@ def test_cli_bad_clips_one_line_each_and_good_clip_done(test_clip, tiny_model_di
     assert "missing.mp4" in err[0] and "garbage.mp4" in err[1] and "short.mp4" in err[2]
     assert other.read_bytes() == b"earlier output"
     assert sorted(p.name for p in out.iterdir()) == [
+        ".attempts",  # attempts at embedding a clip whose process died (none did; kept, as phase 1 keeps it)
         "clip_emb.json",
         "clip_emb.npy",
         "clip_ts.npy",
@@ -281,7 +285,7 @@ def test_truncated_clip_is_refused_not_embedded(tmp_path, tiny_model_dir, capsys
     assert main([str(cut), "--model", str(tiny_model_dir), "--window", "8", "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "cut.mp4" in err[0] and "container says 120" in err[0], err
-    assert not out.exists() or not any(out.iterdir())
+    assert not out.exists() or not any(p.name != ".attempts" for p in out.iterdir())
 
 
 def test_cuda_without_a_gpu_is_one_line(test_clip, tiny_model_dir, tmp_path, capsys):
@@ -302,7 +306,8 @@ def test_ctrl_c_is_one_line_and_exit_130(test_clip, tiny_model_dir, tmp_path, ca
     code = main([str(test_clip), "--model", str(tiny_model_dir), "--window", "8", "--out", str(tmp_path)])
     err = capsys.readouterr().err
     assert code == 130 and "Traceback" not in err and err.strip().startswith("interrupted:")
-    assert list(tmp_path.iterdir()) == []
+    assert [p.name for p in tmp_path.iterdir()] == [".attempts"]
+    assert not any((tmp_path / ".attempts").iterdir()), "Ctrl-C is not a death: nothing is counted"
 
 
 def test_full_disk_while_saving_embeddings_says_disk_full(test_clip, encoder, tmp_path, monkeypatch):
@@ -387,3 +392,76 @@ def test_an_out_folder_that_is_a_file_is_one_line_before_the_model_loads(test_cl
         and err[0]
         == f"error: {blocker}: is a file, but a folder is needed there; choose another --out folder"
     ), err
+
+
+# Phase 2 (VJEPA/encode.py) in a process of its own, whose decoding of rectified_clip_1.mp4 ends that process
+# as a decoder's segfault, a CUDA abort or the kernel's OOM killer would (no cleanup runs).
+POISONED_ENCODE = """
+import os, sys
+from VJEPA import encode
+real = encode.clip_frames
+def poisoned(video_path, decoder, encoder):
+    if video_path.name == "rectified_clip_1.mp4":
+        os._exit(137)
+    return real(video_path, decoder, encoder)
+encode.clip_frames = poisoned
+sys.exit(encode.main(sys.argv[1:]))
+"""
+
+
+def poisoned_encode(args: list[str]) -> int:
+    run = subprocess.run(
+        [sys.executable, "-c", POISONED_ENCODE, *args], cwd=REPO, capture_output=True, timeout=300
+    )
+    return run.returncode
+
+
+def test_a_clip_whose_embedding_kills_its_process_is_left_out_after_max_retries_reruns(
+    test_clip, tiny_model_dir, tmp_path, capsys
+):
+    """Phase 2 counts the deaths of the process embedding a clip in its folder, apart from phase 1's count
+    of the same clip: the rerun after 1 + --max-retries of them in a row leaves it out with one line and
+    embeds the others, and so does every rerun until --retry-failed. An attempt that returns clears it."""
+    folder = tmp_path / "factory_001"
+    folder.mkdir()
+    clips = [shutil.copy(test_clip, folder / rectified_name(index)) for index in (1, 2)]
+    emb1, emb2 = (embedding_paths(Path(clip))[0] for clip in clips)
+    mark, phase1_mark = (
+        folder / ".attempts/rectified_clip_1_emb.npy",
+        folder / ".attempts/rectified_clip_1.mp4",
+    )
+    args = [
+        str(folder),
+        "--model",
+        str(tiny_model_dir),
+        "--window",
+        "8",
+        "--device",
+        "cpu",
+        "--max-retries",
+        "1",
+    ]
+
+    assert poisoned_encode(args) == 137
+    assert unreturned_attempts(mark) == 1 and not emb1.exists() and not emb2.exists()
+    assert main(args) == 0  # this attempt returned: the count starts again
+    assert not mark.exists() and emb1.exists() and emb2.exists()
+    remove_files(embedding_paths(Path(clips[0])))  # to be embedded again, and each attempt kills its process
+    for died in (1, 2):  # --max-retries 1: 2 tries in all
+        assert poisoned_encode(args) == 137
+        assert unreturned_attempts(mark) == died
+    capsys.readouterr()
+    for _ in range(2):
+        assert main(args) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 2, err
+        assert (
+            err[0].startswith(f"error: {clips[0]} -> rectified_clip_1_emb.npy: ") and "died 2 times" in err[0]
+        )
+        assert "dmesg | grep -i oom" in err[0] and err[0].endswith("run again with --retry-failed")
+        assert "1 of 2 clips failed (see above); the others are done" in err[1]
+        assert not emb1.exists() and emb2.exists() and unreturned_attempts(mark) == 2
+
+    phase1_mark.write_text("2")  # phase 1's deaths of the same clip (tests/test_pipeline.py: and vice versa)
+    assert main([*args, "--retry-failed"]) == 0  # forgets phase 2's only
+    assert emb1.exists() and not mark.exists() and unreturned_attempts(phase1_mark) == 2

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from egoclean.attempts import unreturned_attempts
 from egoclean.layout import rectified_name
-from tests.helpers import write_test_clip
+from tests.helpers import attempt_in_a_process_that_dies, write_test_clip
 from VJEPA.phase2 import run_phase2
 from VJEPA.settings import EncodeSettings
 
@@ -49,3 +50,35 @@ def test_manifest_order_and_selection_win_over_the_folder(tmp_path, twelve_clips
     (folder / "manifest.json").write_text(json.dumps({"clips": clips}))
     result = run_phase2(folder, settings(tiny_model_dir))
     assert [r.video_path.name for r in result.encoded] == [rectified_name(2), rectified_name(10)]
+
+
+def test_bash_run_sh_2_takes_max_retries_and_retry_failed(tmp_path, twelve_clips, tiny_model_dir, capsys):
+    """bash run.sh 2 gives phase 2 (run_phase2) its --max-retries and --retry-failed: with 0, the run after
+    one death while embedding clip 1 leaves it out (the default, 2, would try it again), analyses the rest
+    and exits 2; --retry-failed tries it again."""
+    from egoclean.run import main
+
+    out = tmp_path / "data"
+    folder = out / "factory_001"
+    folder.mkdir(parents=True)
+    for index in (1, 2):
+        shutil.copy(twelve_clips / rectified_name(index), folder / rectified_name(index))
+    mark = folder / ".attempts/rectified_clip_1_emb.npy"
+    assert attempt_in_a_process_that_dies(mark, 1) == 9
+    model = ["--model", str(tiny_model_dir), "--device", "cpu", "--window", "4", "--stride-s", "0.25"]
+    args = ["2", "--out", str(out), "--source", str(tmp_path), *model, "--max-retries", "0"]
+    capsys.readouterr()
+
+    assert main(args) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
+    assert len(err) == 2, err
+    assert (
+        f"{folder / rectified_name(1)} -> rectified_clip_1_emb.npy: " in err[0] and "died 1 times" in err[0]
+    )
+    assert "1 clip(s) could not be embedded" in err[1]
+    assert (
+        not (folder / "rectified_clip_1_emb.npy").exists() and (folder / "rectified_clip_2_emb.npy").exists()
+    )
+    assert (folder / "report.html").exists() and unreturned_attempts(mark) == 1
+    assert main([*args, "--retry-failed"]) == 0
+    assert (folder / "rectified_clip_1_emb.npy").exists() and not mark.exists()
