@@ -55,7 +55,8 @@ from VJEPA.embedder import (
 from VJEPA.settings import EncodeSettings
 from VJEPA.windows import dropped_tail_frames, span_frames, stride_frames_for, window_count
 
-# What to do about a rectified clip that is not a readable video: phase 1 makes it again once it is gone.
+# What to do about a rectified clip that is not a readable video, whether its header or its frames show it
+# (probe, the decoder, a frame count short of the header's): phase 1 makes it again once it is gone.
 REMAKE_CLIP = "delete it and rerun phase 1 for this clip (bash run.sh 1)"
 
 # Decoded frames may differ from the container's count by an edit list or a dropped last frame, never more.
@@ -166,8 +167,8 @@ def save_clip_embeddings(
     n_frames = result.stats.n_frames
     if info.n_frames and abs(n_frames - info.n_frames) > MAX_FRAME_COUNT_GAP:
         raise VideoError(
-            f"{video_path}: decoded {n_frames} frames but the container says {info.n_frames}; the file is "
-            "truncated or damaged: rerun phase 1 for this clip (nothing was written)"
+            f"{video_path}: decoded {n_frames} frames but the container says {info.n_frames}, truncated or "
+            f"damaged (nothing was written); {REMAKE_CLIP}"
         )
     if len(result.embeddings) == 0:
         raise VideoError(
@@ -226,12 +227,13 @@ def encode_clip(
 
 
 def clip_frames(video_path: Path, decoder: str, encoder: Encoder) -> Iterable[Frame]:
-    """The clip's RGB frames, decoded in a thread on `decoder` for the model."""
+    """The clip's RGB frames, decoded in a thread on `decoder` for the model; a clip that breaks off
+    mid-decode is said with REMAKE_CLIP, as probe says a bad header."""
     if decoder == "cuda":  # NVDEC: frames stay on the GPU, converted to RGB there (egoclean.yuv_torch)
-        return prefetch(iter_rgb_tensors(video_path, "cuda"), 2)  # NVDEC's pool is small
+        return prefetch(iter_rgb_tensors(video_path, "cuda", remedy=REMAKE_CLIP), 2)  # NVDEC's pool is small
     if encoder.device.type == "cuda":  # CPU decode: yuv420p to the GPU (half RGB's bytes), RGB made there
-        return prefetch(iter_rgb_tensors(video_path, "cpu", encoder.device))
-    return prefetch(iter_frames(video_path, pixel_format="rgb24"))  # decode in a thread
+        return prefetch(iter_rgb_tensors(video_path, "cpu", encoder.device, remedy=REMAKE_CLIP))
+    return prefetch(iter_frames(video_path, pixel_format="rgb24", remedy=REMAKE_CLIP))
 
 
 def embedding_mark(emb_path: Path) -> Path:
@@ -324,7 +326,7 @@ class StreamingClipEncoder:
     def finish(self, video_path: Path, out_dir: Path | None = None) -> EncodeResult:
         """The clip's mp4 is complete at `video_path`: wait for the model, then write the outputs."""
         result, batch_size = self._feeder.finish()
-        info = probe(video_path)
+        info = probe(video_path, remedy=REMAKE_CLIP)
         facts = clip_facts(video_path, info, self.encoder, self.settings) | {"frames_from": "one pass"}
         paths = embedding_paths(video_path, out_dir)
         return save_clip_embeddings(video_path, info, paths, facts, result, batch_size)

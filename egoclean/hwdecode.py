@@ -26,7 +26,7 @@ import av.codec.hwaccel
 
 from egoclean.config import setting
 from egoclean.errors import VideoError
-from egoclean.video import Frame, decode
+from egoclean.video import REWRITE_IT, Frame, decode
 
 DECODE_MODES = ("auto", "cpu", "cuda")
 
@@ -93,13 +93,20 @@ def pick_decoder(path: str | Path, decode: str = "auto") -> str:
     return chosen
 
 
-def iter_rgb_tensors(path: str | Path, decoder: str = "cuda", device: Any = None) -> Iterator[Frame]:
+def iter_rgb_tensors(
+    path: str | Path,
+    decoder: str = "cuda",
+    device: Any = None,
+    label: str | None = None,
+    remedy: str = REWRITE_IT,
+) -> Iterator[Frame]:
     """Decode `path` on `decoder` ("cuda": NVDEC, or "cpu") into RGB frames as uint8 torch tensors
     [H, W, 3]: on the GPU that decoded them, or, decoded on the CPU, on `device` (the yuv420p planes are
     copied there, half the bytes of RGB, and converted there). The conversion is egoclean.yuv_torch's, which
-    equals swscale's (iter_frames(path, "rgb24")) bit for bit."""
+    equals swscale's (iter_frames(path, "rgb24")) bit for bit. A file that cannot be decoded is named as
+    `label` with `remedy`, as egoclean.video.decode says."""
     from egoclean.yuv_torch import frame_rgb  # torch: only on this path
 
-    for index, pts, frame in decode(path, device=decoder):
+    for index, pts, frame in decode(path, device=decoder, label=label, remedy=remedy):
         time_base = frame.time_base or Fraction(1, 90000)
         yield Frame(index=index, pts=pts, time_s=float(pts * time_base), data=frame_rgb(frame, device))

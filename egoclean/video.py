@@ -247,15 +247,18 @@ def iter_frames(
     pixel_format: str = "rgb24",
     size: tuple[int, int] | None = None,
     threads: int = 0,
+    label: str | None = None,
+    remedy: str = REWRITE_IT,
 ) -> Iterator[Frame]:
     """Decode `path` frame by frame, in presentation order, as numpy arrays.
 
     pixel_format: any FFmpeg pixel format PyAV converts to an array ("rgb24", "bgr24", "yuv420p", "gray").
     size: optional (width, height) to scale to with swscale (bicubic) while converting.
     threads: decoder threads, 0 = FFmpeg's choice.
-    Raises VideoError if the file cannot be opened or breaks off mid-stream.
+    Raises VideoError if the file cannot be opened or breaks off mid-stream, named as `label` and ending with
+    `remedy` (see decode).
     """
-    for index, pts, frame in decode(path, threads):
+    for index, pts, frame in decode(path, threads, label=label, remedy=remedy):
         time_base = frame.time_base or Fraction(1, 90000)  # PyAV gives decoded frames the stream's
         out = converted(frame, pixel_format, size)
         data = packed_array(out) if pixel_format in PACKED_CHANNELS else out.to_ndarray()

@@ -22,7 +22,7 @@ from egoclean.layout import embedding_paths, rectified_name
 from egoclean.video import iter_frames
 from tests.helpers import CLIP_FPS, CLIP_FRAMES, killed_writers_partial, write_still_image, write_test_clip
 from VJEPA.embedder import ModelError, load_encoder
-from VJEPA.encode import encode_clip, main
+from VJEPA.encode import REMAKE_CLIP, encode_clip, main
 from VJEPA.preprocess import preprocess_frames
 from VJEPA.settings import EncodeSettings as Settings
 
@@ -285,7 +285,22 @@ def test_truncated_clip_is_refused_not_embedded(tmp_path, tiny_model_dir, capsys
     assert main([str(cut), "--model", str(tiny_model_dir), "--window", "8", "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "cut.mp4" in err[0] and "container says 120" in err[0], err
+    assert err[0].endswith(REMAKE_CLIP), "phase 1 makes it again"
     assert not out.exists() or not any(p.name != ".attempts" for p in out.iterdir())
+
+
+def test_a_rectified_clip_that_breaks_off_mid_decode_says_to_rerun_phase_1(tmp_path, tiny_model_dir, capsys):
+    """The decoder's error, as the header's (probe), ends with phase 1's remedy, not the generic one."""
+    data = bytearray(write_test_clip(tmp_path / "rectified_clip_1.mp4", 120).read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 2000] = b"\xff" * 2000  # the header is intact: probe passes, decoding fails
+    damaged = tmp_path / "rectified_clip_1.mp4"
+    damaged.write_bytes(bytes(data))
+    out = tmp_path / "out"
+    assert main([str(damaged), "--model", str(tiny_model_dir), "--window", "8", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{damaged}: decoding failed at frame " in err[0], err
+    assert err[0].endswith(f"truncated or corrupt; {REMAKE_CLIP}")
 
 
 def test_cuda_without_a_gpu_is_one_line(test_clip, tiny_model_dir, tmp_path, capsys):
