@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
 from .anomalies import (
     Places,
+    RecurrenceResult,
     anomaly_spans,
     best_matches,
     distinct_places,
@@ -65,96 +68,94 @@ def normal_mask(ts: np.ndarray, anomalies: list[AnomalySpan]) -> np.ndarray:
     return normal
 
 
-def analyze_one(
+@dataclass(frozen=True)
+class AnomalyFindings:
+    """Step 1 of analyze_one: the anomalous spans and what the later steps reuse of how they were found."""
+
+    anomalies: list[AnomalySpan]
+    score: np.ndarray  # [N] the rule's score, >= its threshold inside a span
+    novelty_scale: float  # the nearest rule's robust scale of the smoothed novelty
+    rule: str = "nearest"  # "recurrence" when the clip repeats enough for that rule
+    places: np.ndarray | None = None  # [N] the recurrence rule's distinct places (None: nearest rule)
+    held: np.ndarray | None = None  # [N] its hold score
+    recurrence: RecurrenceResult | None = None  # None: the recurrence rule did not run
+    # the period the recurrence rule last found, and the [N] windows it was found from
+    period_from: tuple[PeriodEstimate, np.ndarray] | None = None
+
+
+def find_anomalies(
     u: np.ndarray,
     ts: np.ndarray,
     novelty: np.ndarray,
     params: StructureParams,
-    places_fn: PlacesFn | None = None,
-) -> ClipAnalysis:
-    """Everything but the matching of windows against all others, which needs the other windows (of this
-    clip or of all clips): `novelty` [N] (1 - best match outside the own neighbourhood) and `places_fn`
-    (recurrence rule; None: the nearest rule)."""
+    places_fn: PlacesFn | None,
+    delta: float,
+) -> AnomalyFindings:
+    """The anomalous spans (docs/METHODS.md section 5). They need no period, and the period must not see
+    them: a rough period (all windows) -> places -> rare spans -> the period of the normal windows -> places
+    again if that period moved the place gap. delta: the clip's typical dissimilarity, the scale of floors."""
+    stride_s = stride_of(ts)
+    score, anomalies, novelty_scale = anomaly_spans(
+        novelty, ts, stride_s, params, params.anomaly_scale_fraction * delta
+    )
+    nearest = AnomalyFindings(anomalies, score, novelty_scale)
+    if params.anomaly_method != "recurrence" or places_fn is None:
+        return nearest
+    period = detect_period(u, stride_s, params)
+    period_mask = np.ones(len(u), dtype=bool)  # the windows `period` was found from
+    gap = place_gap_windows(period, stride_s, params)
+    places_seen = places_fn(gap)
+    recurrence = recurrence_spans(places_seen, ts, stride_s, params, period.period_s is not None)
+    for _ in range(2):
+        if not recurrence.recurrent:
+            break
+        normal = normal_mask(ts, recurrence.spans + anomalies)
+        if normal.all():
+            break
+        was_periodic = period.period_s is not None
+        period, period_mask = detect_period(u, stride_s, params, mask=normal), normal
+        new_gap = place_gap_windows(period, stride_s, params)
+        if new_gap == gap and was_periodic == (period.period_s is not None):
+            break
+        if new_gap != gap:
+            gap, places_seen = new_gap, places_fn(new_gap)
+        recurrence = recurrence_spans(places_seen, ts, stride_s, params, period.period_s is not None)
+    found = dataclasses.replace(nearest, recurrence=recurrence, period_from=(period, period_mask))
+    if not recurrence.recurrent:  # the clip does not repeat enough: the nearest rule stands
+        return found
+    # Either rule flags a window: the nearest rule sees short one-off spans whose best match elsewhere is
+    # poor, the recurrence rule long and repeated ones. Score: times over the threshold.
+    rare = recurrence.max_places / recurrence.places
+    score = np.maximum(np.maximum(rare, recurrence.held), score / params.anomaly_z)
+    merged = merge_spans(recurrence.spans + anomalies, score, ts, stride_s)
+    # A rare span running into the clip's first or last change_halfwidth_s is a lasting change of activity
+    # (reported by the change points) or content cut by the clip's edge.
+    t_first, t_end, edge_s = float(ts[0]), float(ts[-1] + stride_s), params.change_halfwidth_s
+    kept = [a for a in merged if a.start_s > t_first + edge_s and a.end_s < t_end - edge_s]
+    return dataclasses.replace(
+        found, anomalies=kept, score=score, rule="recurrence", places=recurrence.places, held=recurrence.held
+    )
+
+
+def cycles_per_segment(
+    u: np.ndarray,
+    ts: np.ndarray,
+    distance: np.ndarray,
+    normal: np.ndarray,
+    period: PeriodEstimate,
+    edges: list[int],
+    boundary_threshold: float,
+    params: StructureParams,
+) -> tuple[list[np.ndarray], list[tuple[int, int]], list[RepeatSpan]]:
+    """Step 4 of analyze_one, per segment [edges[k], edges[k + 1]) with the segment's own period, else the
+    clip's `period`: the cycle starts found in each segment (indices into `distance` [N-1]), the cycles as
+    (first, last) window spans of normal windows only, and the repeating spans."""
     stride_s = stride_of(ts)
     n = len(u)
-    # 1. Anomalies: they need no period, and the period must not see them (docs/METHODS.md section 5).
-    delta = typical_dissimilarity(u, params.seed)  # typical 1 - cos of two windows: the scale of floors
-    scale_floor = params.anomaly_scale_fraction * delta
-    score, anomalies, novelty_scale = anomaly_spans(novelty, ts, stride_s, params, scale_floor)
-    nearest_spans = anomalies
-    rule, places, held, recurrence = "nearest", None, None, None
-    period_mask = np.zeros(n, dtype=bool)
-    _, _, max_lag = period_lag_range(n, stride_s, params)
-    if params.anomaly_method == "recurrence" and places_fn is not None:
-        # Rough period (all windows) -> places -> rare spans -> masked period -> places again if the
-        # period moved the place gap.
-        period = detect_period(u, stride_s, params)
-        period_mask = np.ones(n, dtype=bool)  # the windows `period` was found from
-        gap = place_gap_windows(period, stride_s, params)
-        places_seen = places_fn(gap)
-        recurrence = recurrence_spans(places_seen, ts, stride_s, params, period.period_s is not None)
-        for _ in range(2):
-            if not recurrence.recurrent:
-                break
-            normal = normal_mask(ts, recurrence.spans + nearest_spans)
-            if normal.all():
-                break
-            was_periodic = period.period_s is not None
-            period, period_mask = detect_period(u, stride_s, params, mask=normal), normal
-            new_gap = place_gap_windows(period, stride_s, params)
-            if new_gap == gap and was_periodic == (period.period_s is not None):
-                break
-            if new_gap != gap:
-                gap, places_seen = new_gap, places_fn(new_gap)
-            recurrence = recurrence_spans(places_seen, ts, stride_s, params, period.period_s is not None)
-        if recurrence.recurrent:  # else the clip does not repeat enough: the nearest rule stands
-            # Either rule flags a window: the nearest rule sees short one-off spans whose best match
-            # elsewhere is poor, the recurrence rule long and repeated ones. Score: times over threshold.
-            rule, places, held = "recurrence", recurrence.places, recurrence.held
-            rare = recurrence.max_places / recurrence.places
-            score = np.maximum(np.maximum(rare, held), score / params.anomaly_z)
-            anomalies = merge_spans(recurrence.spans + nearest_spans, score, ts, stride_s)
-            # A rare span running into the clip's first or last change_halfwidth_s is a lasting change
-            # of activity (reported by the change points) or content cut by the clip's edge.
-            t_first, t_end = float(ts[0]), float(ts[-1] + stride_s)
-            edge_s = params.change_halfwidth_s
-            anomalies = [a for a in anomalies if a.start_s > t_first + edge_s and a.end_s < t_end - edge_s]
-    normal = normal_mask(ts, anomalies)
-    mask = None if normal.all() else normal
-
-    # 2. Signals, and the period from the autocorrelation of the normal windows.
-    distance = consecutive_distance(u)
-    x = centre(u, mask)
-    autocorr = autocorr_centred(x, max_lag, mask)
-    if recurrence is None or not np.array_equal(period_mask, normal):  # else: found from these very windows
-        period = detect_period(u, stride_s, params, autocorr=autocorr, mask=mask)
-
-    # 3. Change points: with a period, each side of the change score spans whole cycles, so that the
-    # content of one cycle averages out and only a change of activity stands out.
-    halfwidth = max(1, round(params.change_halfwidth_s / stride_s))
-    if period.period_s is not None:
-        cycles_per_side = max(1, math.ceil(halfwidth / period.best_lag_windows - 1e-9))
-        halfwidth = max(1, round(cycles_per_side * period.best_lag_windows))
-    change = change_score(u, halfwidth)
-    change_idx, change_threshold = robust_peaks(
-        change, params.robust_z, halfwidth, params.change_min_fraction * delta
-    )
-    gap = max(1, round(params.boundary_min_gap_s / stride_s))
-    peaks, boundary_threshold = robust_peaks(distance, params.robust_z, gap)
-
-    # 4. Per segment between change points, with the segment's own period, else the clip's: cycle starts
-    # (boundaries; without any period, the peaks of the distance), cycles and repeats.
     repeats: list[RepeatSpan] = []
     starts_found: list[np.ndarray] = []
     spans: list[tuple[int, int]] = []
     valid = normal[:-1] & normal[1:]  # d between two normal windows
-    # Segments: split at the change points that are not an anomaly's edges (an anomaly interrupts the
-    # activity, it does not change it).
-    anomaly_edges = np.flatnonzero(np.diff(normal.astype(np.int8)) != 0)
-    activity_changes = [
-        int(i) for i in change_idx if len(anomaly_edges) == 0 or np.min(np.abs(anomaly_edges - i)) > halfwidth
-    ]
-    edges = [0, *(np.array(activity_changes, dtype=int) + 1).tolist(), n]
     for lo, hi in itertools.pairwise(edges):
         seg_normal = normal[lo:hi]
         if seg_normal.sum() < 2:
@@ -187,6 +188,61 @@ def analyze_one(
                 repeats.append(
                     RepeatSpan(float(ts[lo + first]), float(ts[lo + last] + stride_s), float(lag * stride_s))
                 )
+    return starts_found, spans, repeats
+
+
+def analyze_one(
+    u: np.ndarray,
+    ts: np.ndarray,
+    novelty: np.ndarray,
+    params: StructureParams,
+    places_fn: PlacesFn | None = None,
+) -> ClipAnalysis:
+    """Everything but the matching of windows against all others, which needs the other windows (of this
+    clip or of all clips): `novelty` [N] (1 - best match outside the own neighbourhood) and `places_fn`
+    (recurrence rule; None: the nearest rule)."""
+    stride_s = stride_of(ts)
+    n = len(u)
+    # 1. Anomalies: they need no period, and the period must not see them (docs/METHODS.md section 5).
+    delta = typical_dissimilarity(u, params.seed)  # typical 1 - cos of two windows: the scale of floors
+    found = find_anomalies(u, ts, novelty, params, places_fn, delta)
+    normal = normal_mask(ts, found.anomalies)
+    mask = None if normal.all() else normal
+
+    # 2. Signals, and the period from the autocorrelation of the normal windows.
+    distance = consecutive_distance(u)
+    _, _, max_lag = period_lag_range(n, stride_s, params)
+    autocorr = autocorr_centred(centre(u, mask), max_lag, mask)
+    if found.period_from is not None and np.array_equal(found.period_from[1], normal):
+        period = found.period_from[0]  # found from these very windows
+    else:
+        period = detect_period(u, stride_s, params, autocorr=autocorr, mask=mask)
+
+    # 3. Change points: with a period, each side of the change score spans whole cycles, so that the
+    # content of one cycle averages out and only a change of activity stands out.
+    halfwidth = max(1, round(params.change_halfwidth_s / stride_s))
+    if period.period_s is not None:
+        cycles_per_side = max(1, math.ceil(halfwidth / period.best_lag_windows - 1e-9))
+        halfwidth = max(1, round(cycles_per_side * period.best_lag_windows))
+    change = change_score(u, halfwidth)
+    change_idx, change_threshold = robust_peaks(
+        change, params.robust_z, halfwidth, params.change_min_fraction * delta
+    )
+    gap = max(1, round(params.boundary_min_gap_s / stride_s))
+    peaks, boundary_threshold = robust_peaks(distance, params.robust_z, gap)
+
+    # 4. Per segment between change points, with the segment's own period, else the clip's: cycle starts
+    # (boundaries; without any period, the peaks of the distance), cycles and repeats.
+    # Segments: split at the change points that are not an anomaly's edges (an anomaly interrupts the
+    # activity, it does not change it).
+    anomaly_edges = np.flatnonzero(np.diff(normal.astype(np.int8)) != 0)
+    activity_changes = [
+        int(i) for i in change_idx if len(anomaly_edges) == 0 or np.min(np.abs(anomaly_edges - i)) > halfwidth
+    ]
+    edges = [0, *(np.array(activity_changes, dtype=int) + 1).tolist(), n]
+    starts_found, spans, repeats = cycles_per_segment(
+        u, ts, distance, normal, period, edges, boundary_threshold, params
+    )
     boundary_idx = np.concatenate(starts_found) if starts_found else peaks
     cycles = cycle_table([u], [ts], [stride_s], [spans])[0]
 
@@ -194,9 +250,10 @@ def analyze_one(
         "boundary_distance": float(boundary_threshold),
         "change_score": float(change_threshold),
         "anomaly_score": float(params.anomaly_z),
-        "anomaly_novelty_scale": float(novelty_scale),
+        "anomaly_novelty_scale": float(found.novelty_scale),
     }
-    if recurrence is not None and rule == "recurrence":
+    recurrence = found.recurrence
+    if recurrence is not None and found.rule == "recurrence":
         # score = max(max_places / places, z / anomaly_z): 1 = the threshold of either rule
         thresholds["anomaly_score"] = 1.0
         thresholds["typical_places"] = recurrence.typical_places
@@ -215,11 +272,11 @@ def analyze_one(
         change_points_s=[float(ts[i + 1]) for i in change_idx],
         repeats=repeats,
         novelty=novelty,
-        anomaly_rule=rule,
-        anomaly_score=score,
-        places=places,
-        hold_score=held,
-        anomalies=anomalies,
+        anomaly_rule=found.rule,
+        anomaly_score=found.score,
+        places=found.places,
+        hold_score=found.held,
+        anomalies=found.anomalies,
         thresholds=thresholds,
         similarity_preview=preview,
         similarity_preview_s=ts[starts],
