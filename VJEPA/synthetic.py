@@ -250,6 +250,60 @@ def phased_cycles(
     return emb.astype(np.float32), phase_starts_s
 
 
+def two_type_cycles(
+    n: int,
+    dim: int,
+    noise: float,
+    seed: int,
+    fraction_b: float = 0.5,
+    period_a: float = 20.0,
+    period_b: float = 30.0,
+    phases_a: int = 3,
+    phases_b: int = 4,
+    jitter: float = 0.15,
+    shared: bool = False,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Two kinds of work cycle in random order, as on a line that makes two variants, or assembles and
+    now and then restocks: each cycle is of type B with probability `fraction_b`, else of type A. Type A
+    is `phases_a` sub-actions lasting `period_a` windows in all, type B `phases_b` other sub-actions lasting
+    `period_b`; each cycle's length varies by U(+-jitter), each sub-action's share of it by +-20% (as in
+    `phased_cycles`, whose sub-action content and 2.13 s window pooling this shares). shared: B's second
+    sub-action is A's second (the same posture and motion: both variants are pressed the same way).
+
+    Returns (emb [n, dim], starts_s [K]: every cycle start inside the clip, in window-start time as in
+    `phased_cycles`, type_b [K] bool: whether that cycle is of type B)."""
+    rng = np.random.default_rng(seed)
+    kinds = ((phases_a, period_a), (phases_b, period_b))
+    prototypes = [np.stack([_unit(rng, dim) for _ in range(q)]) for q, _ in kinds]
+    motions = [np.stack([_unit(rng, dim) for _ in range(q)]) * 0.35 for q, _ in kinds]
+    if shared:
+        prototypes[1][1], motions[1][1] = prototypes[0][1], motions[0][1]
+    shares = [rng.uniform(0.5, 1.5, q) for q, _ in kinds]
+    n_samples = (n - 1) * SAMPLES_PER_S + round(WINDOW_S * SAMPLES_PER_S)
+    offset = rng.uniform(0, period_a) * SAMPLES_PER_S  # the clip starts somewhere inside a cycle
+    content: list[np.ndarray] = []
+    begins: list[float] = []
+    is_b: list[bool] = []
+    t = 0.0  # samples from the first cycle's start
+    while t - offset < n_samples:
+        kind = int(rng.uniform() < fraction_b)
+        q, period = kinds[kind]
+        length = period * (1 + jitter * rng.uniform(-1, 1)) * SAMPLES_PER_S
+        begins.append(t - offset)
+        is_b.append(kind == 1)
+        split = shares[kind] * (1 + 0.2 * rng.uniform(-1, 1, q))
+        for phase, part in enumerate(split / split.sum() * length):
+            count = max(1, round(t + part) - round(t))
+            tau = np.linspace(0, 1, count, endpoint=False)[:, None]
+            content.append(prototypes[kind][phase] + (2 * tau - 1) * motions[kind][phase])
+            t += part
+    pooled = _pooled_windows(np.concatenate(content)[round(offset) :], n)
+    emb = 3.0 * _unit(rng, dim) + pooled + _noise(rng, n, dim, noise)
+    starts_s = (np.array(begins) / SAMPLES_PER_S - WINDOW_S / 2) * STRIDE_S
+    inside = (starts_s > 0) & (starts_s < n - 1)
+    return emb.astype(np.float32), starts_s[inside], np.array(is_b)[inside]
+
+
 def with_recurring_anomaly(
     emb: np.ndarray,
     starts: list[int],

@@ -17,7 +17,9 @@ longer: nothing new is seen, only for too long), also with jams whose content ke
 (`hold_wander`: the worker fiddles with the stuck part); events of 1 or 3 distinct new sub-activities,
 20-60 s, seen once or twice, no further from the clip's mean than its own content (`n_parts`,
 `distance` of `with_recurring_anomaly`); aperiodic clips (noise, random walks; and activities of
-5-40 s in random order, `activity_sequence`). Generators: VJEPA/synthetic.py.
+5-40 s in random order, `activity_sequence`); two kinds of cycle in random order (`two_type_cycles`: 3
+sub-actions in ~20 s or 4 others in ~30 s, 15% jitter, 50/50 or 80/20, B sharing one sub-action with A
+or not; every cycle start is a true boundary). Generators: VJEPA/synthetic.py.
 
 Methods: "baseline" = the rules as they stood before issue 9 (anomaly_method=nearest, boundary_method=
 grid); "new" = the defaults (recurrence rule, tracked cycle starts). Peers (bench-only dependencies):
@@ -29,7 +31,8 @@ peer gives a period (their period column reads "-").
 Metrics per case family: period relative error (and how often the period is found within 5%); false
 periods on aperiodic clips; cycle-boundary F1 at +-1 s and +-2 s; anomaly event recall and precision (an
 event is found at IoU >= 0.5) and mean span IoU (best IoU of each planted span); false anomalies per 20
-minutes of normal cycles.
+minutes of normal cycles; false change points per 20 minutes of clips without a change of activity (the
+normal families but the task change).
 """
 
 from __future__ import annotations
@@ -70,6 +73,13 @@ class Case:
     boundary_options: list[np.ndarray] = field(default_factory=list)
     anomalies: list[tuple[float, float]] = field(default_factory=list)
     normal: bool = False  # no planted anomaly: every flagged span is a false anomaly
+    # no change of activity: every change point is a false one (None: normal and not a task change)
+    steady: bool | None = None
+    type_b: np.ndarray | None = None  # [K] two-type clips: whether each true cycle start is of type B
+
+    def __post_init__(self) -> None:
+        if self.steady is None:
+            self.steady = self.normal and self.family != "task change"
 
 
 def _truth_period(starts: np.ndarray) -> float:
@@ -179,6 +189,16 @@ def build_cases(n_aperiodic: int, hold_wander: float = 0.5) -> list[Case]:
                     truth = _truth_period(by_phase[0])
                     events = [(float(a), float(a + length)) for a in seen]
                     cases.append(Case(family, emb, truth, boundary_options=by_phase, anomalies=events))
+    for fraction_b, shared in ((0.5, False), (0.2, False), (0.5, True), (0.2, True)):
+        for seed in range(2):  # two kinds of cycle in random order (variants; assembling and restocking)
+            emb, starts, type_b = se.two_type_cycles(
+                1200, DIM, 0.7, seed=950 + seed, fraction_b=fraction_b, shared=shared
+            )
+            family = f"two cycle types {1 - fraction_b:.0%}/{fraction_b:.0%}" + (
+                ", one sub-action shared" if shared else ""
+            )
+            truth = _truth_period(starts)
+            cases.append(Case(family, emb, truth, boundaries_s=starts, normal=True, type_b=type_b))
     for n_activities in (4, 8, 16):  # no cycle, but activities of 5-40 s that recur in random order
         for seed in range(4):
             emb = se.activity_sequence(1200, DIM, n_activities, 0.7, seed=900 + seed)
@@ -266,13 +286,15 @@ class Prediction:
     period_s: float | None  # NaN: the method does not estimate a period
     boundaries_s: np.ndarray | None  # None: the method does not produce boundaries
     anomalies: list[tuple[float, float]] | None  # None: the method does not produce anomalies
+    change_points_s: list[float] | None = None  # None: the method does not produce change points
 
 
 def run_ours(params: StructureParams) -> Callable[[np.ndarray], Prediction]:
     def run(emb: np.ndarray) -> Prediction:
         r = analyze(emb, se.timestamps(len(emb)), params)
         bounds = np.array(r.boundaries_s) if r.period.period_s is not None else np.array([])
-        return Prediction(r.period.period_s, bounds, [(a.start_s, a.end_s) for a in r.anomalies])
+        spans = [(a.start_s, a.end_s) for a in r.anomalies]
+        return Prediction(r.period.period_s, bounds, spans, r.change_points_s)
 
     return run
 
@@ -351,6 +373,9 @@ def score(cases: list[Case], method: Callable[[np.ndarray], Prediction]) -> tupl
             if case.normal:
                 s["normal_minutes"] += minutes
                 s["false_anomalies"] += len(p.anomalies)
+        if p.change_points_s is not None and case.steady:
+            s["steady_minutes"] += minutes
+            s["false_changes"] += len(p.change_points_s)
     return stats, time.perf_counter() - start
 
 
@@ -376,8 +401,37 @@ def row(family: str, method: str, s: dict) -> str:
     false_rate = (
         _fmt(20 * s["false_anomalies"] / s["normal_minutes"], ".1f") if s.get("normal_minutes") else "-"
     )
+    false_changes = (
+        _fmt(20 * s["false_changes"] / s["steady_minutes"], ".1f") if s.get("steady_minutes") else "-"
+    )
     cells = [family, method, f"{s['cases']:.0f}", period, false_period, *f1, recall, precision, mean_iou]
-    return "| " + " | ".join([*cells, false_rate]) + " |"
+    return "| " + " | ".join([*cells, false_rate, false_changes]) + " |"
+
+
+def type_detail(cases: list[Case]) -> None:
+    """One line per two-type clip (the defaults): the period found, cycle-start recall of each type at
+    +-2 s, the cycles in the table, the false anomalies and change points."""
+    print(
+        "| family | seed | period found (s) | confidence | F1 +-2 s | recall A | recall B | cycles | "
+        "anomalies | change points |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    seeds: dict[str, int] = defaultdict(int)
+    for case in cases:
+        if case.type_b is None or case.boundaries_s is None:
+            continue
+        r = analyze(case.emb, se.timestamps(len(case.emb)), StructureParams())
+        found = np.array(r.boundaries_s) if r.period.period_s is not None else np.array([])
+        hits, n_found, n_true = boundary_counts(found, case.boundaries_s, 2)
+        near = [len(found) > 0 and float(np.min(np.abs(found - t))) <= 2 for t in case.boundaries_s]
+        recall = [np.mean(np.array(near)[case.type_b == b]) for b in (False, True)]
+        period = "none" if r.period.period_s is None else f"{r.period.period_s:.1f}"
+        period += f" (lag {r.period.best_lag_windows:.1f})" if r.period.period_s is None else ""
+        cells = [case.family, str(seeds[case.family]), period, f"{r.period.period_confidence:.3f}"]
+        cells += [f"{2 * hits / (n_found + n_true):.2f}", f"{recall[0]:.2f}", f"{recall[1]:.2f}"]
+        cells += [str(len(r.cycles)), str(len(r.anomalies)), str(len(r.change_points_s))]
+        seeds[case.family] += 1
+        print("| " + " | ".join(cells) + " |")
 
 
 HOLD_SETTINGS = [(1.5, 10.0), (1.75, 5.0), (1.75, 10.0), (2.0, 10.0), (1.75, 20.0), (float("inf"), 10.0)]
@@ -451,11 +505,19 @@ def main() -> None:
         default=0.5,
         help="how far the moving jams' content wanders (RMS norm; sub-actions are ~1.41 apart)",
     )
+    parser.add_argument(
+        "--type-detail",
+        action="store_true",
+        help="only one line per two-type clip: period, cycle-start recall of each type, false findings",
+    )
     args = parser.parse_args()
     cases = build_cases(args.aperiodic, args.hold_wander)
     if args.families:
         wanted = [w.strip() for w in args.families.split(",") if w.strip()]
         cases = [c for c in cases if any(w in c.family for w in wanted)]
+    if args.type_detail:
+        type_detail(cases)
+        return
     if args.sweep_hold:
         sweep_hold(cases)
         return
@@ -476,9 +538,10 @@ def main() -> None:
         print(f"{name}: {results[name][1]:.1f} s for {len(cases)} cases", file=sys.stderr)
     print(
         "| family | method | cases | period rel. error | false periods | boundary F1 +-1 s | F1 +-2 s | "
-        "anomaly recall | precision | mean span IoU | false anomalies / 20 min |"
+        "anomaly recall | precision | mean span IoU | false anomalies / 20 min | "
+        "false change points / 20 min |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     families = list(dict.fromkeys(c.family for c in cases))
     for family in families:
         for name in methods:
