@@ -270,8 +270,12 @@ def two_type_cycles(
     `phased_cycles`, whose sub-action content and 2.13 s window pooling this shares). shared: B's second
     sub-action is A's second (the same posture and motion: both variants are pressed the same way).
 
-    Returns (emb [n, dim], starts_s [K]: every cycle start inside the clip, in window-start time as in
-    `phased_cycles`, type_b [K] bool: whether that cycle is of type B)."""
+    Returns (emb [n, dim], sub_starts_s [K, max(phases_a, phases_b)], type_b [K] bool) for the K cycles
+    that overlap the clip: when each sub-action of each cycle begins, in window-start time as in
+    `phased_cycles` (NaN outside the clip and past the cycle's own sub-actions); column 0 holds the cycle
+    starts. Which sub-action opens a cycle is a convention the content does not show: a start is right if
+    it is one sub-action's of each type, consistently (score against every pair and keep the best).
+    type_b: whether the cycle is of type B."""
     rng = np.random.default_rng(seed)
     kinds = ((phases_a, period_a), (phases_b, period_b))
     prototypes = [np.stack([_unit(rng, dim) for _ in range(q)]) for q, _ in kinds]
@@ -282,17 +286,18 @@ def two_type_cycles(
     n_samples = (n - 1) * SAMPLES_PER_S + round(WINDOW_S * SAMPLES_PER_S)
     offset = rng.uniform(0, period_a) * SAMPLES_PER_S  # the clip starts somewhere inside a cycle
     content: list[np.ndarray] = []
-    begins: list[float] = []
+    begins: list[list[float]] = []
     is_b: list[bool] = []
     t = 0.0  # samples from the first cycle's start
     while t - offset < n_samples:
         kind = int(rng.uniform() < fraction_b)
         q, period = kinds[kind]
         length = period * (1 + jitter * rng.uniform(-1, 1)) * SAMPLES_PER_S
-        begins.append(t - offset)
         is_b.append(kind == 1)
+        begins.append([np.nan] * max(phases_a, phases_b))
         split = shares[kind] * (1 + 0.2 * rng.uniform(-1, 1, q))
         for phase, part in enumerate(split / split.sum() * length):
+            begins[-1][phase] = t - offset
             count = max(1, round(t + part) - round(t))
             tau = np.linspace(0, 1, count, endpoint=False)[:, None]
             content.append(prototypes[kind][phase] + (2 * tau - 1) * motions[kind][phase])
@@ -300,8 +305,9 @@ def two_type_cycles(
     pooled = _pooled_windows(np.concatenate(content)[round(offset) :], n)
     emb = 3.0 * _unit(rng, dim) + pooled + _noise(rng, n, dim, noise)
     starts_s = (np.array(begins) / SAMPLES_PER_S - WINDOW_S / 2) * STRIDE_S
-    inside = (starts_s > 0) & (starts_s < n - 1)
-    return emb.astype(np.float32), starts_s[inside], np.array(is_b)[inside]
+    starts_s[~((starts_s > 0) & (starts_s < n - 1))] = np.nan
+    overlap = ~np.all(np.isnan(starts_s), axis=1)
+    return emb.astype(np.float32), starts_s[overlap], np.array(is_b)[overlap]
 
 
 def with_recurring_anomaly(

@@ -199,3 +199,12 @@ def test_a_one_off_event_of_three_novel_sub_activities_is_rare(length: int) -> N
     assert result.places is not None and np.median(result.places[400 : 400 + length]) == 1
     off = analyze(emb, se.timestamps(1200), StructureParams(anomaly_match_floor=0.0))
     assert off.places is not None and np.median(off.places[400 : 400 + length]) > 20
+
+
+@pytest.mark.parametrize(("fraction_b", "shared"), [(0.2, False), (0.2, True), (0.5, False)])
+def test_a_second_kind_of_cycle_that_recurs_is_not_an_anomaly(fraction_b: float, shared: bool) -> None:
+    """Assembling with a restocking cycle now and then (80/20), or two variants (50/50), in random order:
+    the other kind of cycle recurs through the clip (at 80/20, about 10 times in 20 minutes)."""
+    emb, _, type_b = se.two_type_cycles(1200, 256, 0.7, seed=951, fraction_b=fraction_b, shared=shared)
+    assert type_b.sum() >= 5  # the clip does hold cycles of both kinds
+    assert analyze(emb, se.timestamps(1200)).anomalies == []

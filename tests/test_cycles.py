@@ -116,3 +116,32 @@ def test_joint_cycles_of_every_clip_against_one_template() -> None:
     joint = analyze_joint([a, b[::-1].copy()], [se.timestamps(300)] * 2)
     assert len(joint.cycles) == 2
     assert all(len(c) >= 10 for c in joint.cycles)
+
+
+def _recall_by_type(found: list[float], sub_starts: np.ndarray, type_b: np.ndarray) -> tuple[float, float]:
+    """Cycle-start recall at +-2 s of type A and of type B cycles, for the best consistent reading of which
+    sub-action of each type opens its cycles (the content does not say)."""
+    found_arr = np.asarray(found)
+    best = (0.0, 0.0)
+    for qa in range(sub_starts.shape[1]):
+        for qb in range(sub_starts.shape[1]):
+            times = np.where(type_b, sub_starts[:, qb], sub_starts[:, qa])
+            inside = ~np.isnan(times)  # a type A cycle has no fourth sub-action
+            if len(found_arr) == 0 or not (inside & type_b).any() or not (inside & ~type_b).any():
+                continue
+            near = np.array([np.min(np.abs(found_arr - t)) <= 2 for t in times[inside]])
+            recall = (float(near[~type_b[inside]].mean()), float(near[type_b[inside]].mean()))
+            best = max(best, recall, key=sum)
+    return best
+
+
+@pytest.mark.parametrize(("fraction_b", "seed"), [(0.2, 950), (0.2, 951), (0.5, 951)])
+def test_cycle_starts_of_two_kinds_in_random_order_are_found(fraction_b: float, seed: int) -> None:
+    """Two kinds of cycle (3 sub-actions in ~20 s, 4 others in ~30 s) in random order: the starts of both
+    kinds are tracked (a cycle of the other kind read as a change of activity cut the clip into
+    segments of a minute or two, and the starts of both kinds were lost)."""
+    emb, sub_starts, type_b = se.two_type_cycles(1200, 256, 0.7, seed=seed, fraction_b=fraction_b)
+    result = analyze(emb, se.timestamps(1200))
+    assert result.period.period_s is not None
+    recall_a, recall_b = _recall_by_type(result.boundaries_s, sub_starts, type_b)
+    assert recall_a >= 0.75 and recall_b >= 0.7, (recall_a, recall_b)

@@ -19,6 +19,7 @@ from VJEPA.structure import (
     self_similarity,
     typical_dissimilarity,
 )
+from VJEPA.structure.segments import lasting_changes
 
 # ---------------------------------------------------------------- definitions vs direct loops
 
@@ -250,3 +251,41 @@ def test_normalize_rows_refuses_non_finite_and_zero_rows() -> None:
         normalize_rows(emb)
     with pytest.raises(ValueError, match="zero norm"):
         normalize_rows(np.zeros((4, 3), np.float32))
+
+
+def _prototype_runs(lengths: list[tuple[int, int]], dim: int = 64, seed: int = 0) -> np.ndarray:
+    """Unit rows: runs of (prototype, windows), each window its prototype plus noise of norm 0.3."""
+    rng = np.random.default_rng(seed)
+    prototypes = rng.standard_normal((3, dim))
+    rows = [
+        prototypes[k] + rng.standard_normal((count, dim)) * 0.3 / np.sqrt(dim) * np.linalg.norm(prototypes[k])
+        for k, count in lengths
+    ]
+    return normalize_rows(np.concatenate(rows))
+
+
+def test_a_change_of_activity_lasts_an_interruption_does_not() -> None:
+    # A for 300 windows, B for 60, A again: both edges are one interruption (A comes back within the horizon)
+    u = _prototype_runs([(0, 300), (1, 60), (0, 300)])
+    assert len(lasting_changes(u, np.array([299, 359]), 20, 180, 0.3, 0.8)) == 0
+    # A then B to the end, and A, B, C: every edge is a change
+    u = _prototype_runs([(0, 300), (1, 300)])
+    assert lasting_changes(u, np.array([299]), 20, 180, 0.3, 0.8).tolist() == [299]
+    u = _prototype_runs([(0, 300), (1, 300), (2, 300)])
+    assert lasting_changes(u, np.array([299, 599]), 20, 180, 0.3, 0.8).tolist() == [299, 599]
+    # B for longer than the horizon: A's return is too late to make it an interruption
+    u = _prototype_runs([(0, 300), (1, 400), (0, 300)])
+    assert lasting_changes(u, np.array([299, 699]), 20, 180, 0.3, 0.8).tolist() == [299, 699]
+
+
+@pytest.mark.parametrize(("fraction_b", "shared"), [(0.2, False), (0.2, True), (0.5, False)])
+def test_cycles_of_two_kinds_in_random_order_are_no_change_of_activity(
+    fraction_b: float, shared: bool
+) -> None:
+    """The change score peaks at a cycle of the other kind (its mean differs from the cycles around it),
+    but the content before it comes back after it: no change point."""
+    emb, _, _ = se.two_type_cycles(1200, 256, 0.7, seed=950, fraction_b=fraction_b, shared=shared)
+    ts = se.timestamps(1200)
+    assert analyze(emb, ts).change_points_s == []
+    if fraction_b < 0.5:  # the peaks are there: every one is a passing interruption
+        assert len(analyze(emb, ts, StructureParams(change_max_return=1.0)).change_points_s) >= 5

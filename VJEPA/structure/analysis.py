@@ -24,7 +24,7 @@ from .cycles import cycle_spans, cycle_table
 from .params import StructureParams
 from .period import detect_period, period_lag_range
 from .results import AnomalySpan, ClipAnalysis, PeriodEstimate, RepeatSpan
-from .segments import cycle_starts, repeating_windows, tracked_cycle_starts
+from .segments import cycle_starts, lasting_changes, repeating_windows, tracked_cycle_starts
 from .signals import (
     autocorr_centred,
     centre,
@@ -227,6 +227,12 @@ def analyze_one(
     change = change_score(u, halfwidth)
     change_idx, change_threshold = robust_peaks(
         change, params.robust_z, halfwidth, params.change_min_fraction * delta
+    )
+    # A change of activity lasts: a peak whose content on one side comes back on the other side soon is a
+    # cycle of another kind (or several) between cycles of one kind, an interruption.
+    horizon = max(2 * halfwidth, round(params.change_horizon_s / stride_s))
+    change_idx = lasting_changes(
+        u, change_idx, halfwidth, horizon, params.anomaly_match_factor, params.change_max_return
     )
     gap = max(1, round(params.boundary_min_gap_s / stride_s))
     peaks, boundary_threshold = robust_peaks(distance, params.robust_z, gap)

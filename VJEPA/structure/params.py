@@ -65,6 +65,20 @@ class StructureParams:
         "its median",
         low=0,
     )
+    change_horizon_s: float = setting(
+        180.0,  # 120 s let a run of four 30 s cycles of the other kind read as a change (bench/RESULTS.md)
+        "a change point whose content on either side comes back on the other side within this many "
+        "seconds is a passing interruption (a cycle of another kind, a break), not a change of activity",
+        low=0,
+        low_open=True,
+    )
+    change_max_return: float = setting(
+        0.8,  # measured: a change of activity 0-0.6, a cycle of another kind 0.95-1 (bench/RESULTS.md)
+        "... namely when more than this fraction of the change-halfwidth windows on one side come back "
+        "(1: off)",
+        low=0,
+        high=1,
+    )
     repeat_fraction: float = setting(
         0.5,
         "a window repeats when its similarity one period away is this fraction of typical",

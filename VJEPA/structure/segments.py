@@ -43,6 +43,53 @@ def cycle_starts(
     return np.unique(np.array(starts, dtype=int))
 
 
+def returning_fraction(
+    u: np.ndarray, side: np.ndarray, same: np.ndarray, other: np.ndarray, gap: int, factor: float
+) -> float:
+    """Fraction of the windows `side` whose content comes back in the windows `other`, as judged against
+    how it recurs in the windows `same` (all int index arrays into u [N, D], unit rows). Window k comes
+    back when its best similarity among `other` reaches b - factor (b - m), b its best similarity among
+    `same`, m = u_k . mean(u) its mean similarity (the like relation of the recurrence rule, with the
+    content's own side as the reference); only windows more than `gap` from k count, since neighbours
+    overlap k. NaN when no window of `side` has a candidate in both."""
+    if len(side) == 0:
+        return float("nan")
+    mean_similarity = u[side] @ u.mean(axis=0)
+    best = []
+    for region in (same, other):
+        sims = u[side] @ u[region].T  # [side, region]
+        far = np.abs(region[None, :] - side[:, None]) > gap
+        best.append(np.where(far, sims, -np.inf).max(axis=1, initial=-np.inf))
+    judged = np.isfinite(best[0]) & np.isfinite(best[1])
+    if not judged.any():
+        return float("nan")
+    b, m = best[0][judged], mean_similarity[judged]
+    return float(np.mean(best[1][judged] >= b - factor * (b - m)))
+
+
+def lasting_changes(
+    u: np.ndarray, change_idx: np.ndarray, halfwidth: int, horizon: int, factor: float, max_return: float
+) -> np.ndarray:
+    """The change points (indices i into the change score [N-1]: the change is into window i+1) that are
+    not a passing interruption: kept unless more than `max_return` of the `halfwidth` windows on one side
+    come back on the other side within `horizon` windows (`returning_fraction`, each side's own `horizon`
+    windows the reference, windows within `halfwidth` of each other not compared). A cycle of another
+    kind, or several, between cycles of one kind is an interruption: the content before it comes back
+    after it, and its own content was seen before it or comes back after it. u [N, D] unit rows."""
+    n = len(u)
+    kept = []
+    for i in np.asarray(change_idx, dtype=np.int64):
+        at = int(i) + 1  # first window after the change
+        earlier, later = np.arange(max(at - horizon, 0), at), np.arange(at, min(at + horizon, n))
+        back = [
+            returning_fraction(u, earlier[-halfwidth:], earlier, later, halfwidth, factor),
+            returning_fraction(u, later[:halfwidth], later, earlier, halfwidth, factor),
+        ]
+        if not any(f > max_return for f in back):  # NaN (nothing to judge by) keeps the change
+            kept.append(int(i))
+    return np.array(kept, dtype=np.int64)
+
+
 def repeating_windows(
     x: np.ndarray, period_windows: float, r_at_period: float, fraction: float
 ) -> np.ndarray:
