@@ -1,6 +1,6 @@
 """Locks between runs that share an output folder: one file per lock, held with fcntl.flock.
 
-    with FileLock(folder / ".locks" / "rectified_clip_1.lock") as lock:   # waits for the holder
+    with output_lock(folder, "rectified_clip_1.mp4") as lock:              # waits for the holder
         ...
     lock = FileLock(path)
     if lock.try_acquire(): ...                                             # never waits
@@ -8,7 +8,9 @@
 The lock file says who holds it (pid, host, start time, run id) so a person can see what a folder is waiting
 for (`cat OUT/factory_001/.locks/*.lock`). flock locks belong to the open file: the kernel drops them when
 the holder exits, even on SIGKILL, so a crashed run never leaves a folder locked. flock works on local
-filesystems and on NFSv4 (Linux emulates it with POSIX locks there).
+filesystems and on NFSv4 (Linux emulates it with POSIX locks there). Two FileLocks on one path exclude each
+other within one process too (each opens the file anew): a process that waits for a lock it holds waits
+forever.
 """
 
 from __future__ import annotations
@@ -101,3 +103,10 @@ class FileLock:
         self, kind: type[BaseException] | None, err: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.release()
+
+
+def output_lock(folder: Path, output_name: str, run_id: str | None = None) -> FileLock:
+    """The lock held while one run makes the output `output_name` of `folder` (phase 1's rectified mp4,
+    phase 2's X_emb.npy): two runs never make it at once. Named after the whole file name, as the
+    output's crash count is (egoclean.attempts.attempts_mark), so no two outputs share a lock."""
+    return FileLock(folder / LOCKS_DIR / f"{output_name}.lock", run_id)

@@ -39,7 +39,7 @@ from egoclean.engine import DEFAULT_MAX_RETRIES
 from egoclean.errors import AuthError, CalibrationError, CrashLoopError, FetchError, OutputError, VideoError
 from egoclean.files import atomic_output, check_free_space, check_writable, remove_partials, write_json
 from egoclean.layout import CAMERA_FILE, MANIFEST_FILE, output_dir, preview_name, rectified_name
-from egoclean.locks import LOCKS_DIR, FileLock, new_run_id
+from egoclean.locks import LOCKS_DIR, FileLock, new_run_id, output_lock
 from egoclean.progress import Progress
 from egoclean.records import (
     DONE,
@@ -246,11 +246,6 @@ def verify_output(path: Path, stats: RectifyStats, camera: PinholeCamera, label:
 
 def manifest_lock(folder: Path, run_id: str | None = None) -> FileLock:
     return FileLock(folder / LOCKS_DIR / "manifest.lock", run_id)
-
-
-def clip_lock(folder: Path, output_name: str, run_id: str | None = None) -> FileLock:
-    """Held while one run makes one clip's outputs: two runs never make the same clip at once."""
-    return FileLock(folder / LOCKS_DIR / f"clip-{Path(output_name).stem}.lock", run_id)
 
 
 def adopt_manifest(folder: Path, settings: Phase1Settings) -> None:
@@ -469,7 +464,7 @@ def leave_out_dead_clip(
     mark = attempts_mark(folder, name)
     if unreturned_attempts(mark) < limit:
         return False  # the common case, decided without taking the clip's lock
-    lock = clip_lock(folder, name, run_id)
+    lock = output_lock(folder, name, run_id)
     if not lock.try_acquire():
         return False  # another run is making it (after --retry-failed): not ours to leave out
     try:
@@ -492,7 +487,7 @@ def rectify_stage(
     ctx.attempt_limit, "failed": that many attempts died with their process, so it is recorded as failed
     (the reason said on ctx.progress) and left out."""
     name, folder, settings = rectified_name(clip.index), ctx.folder, ctx.settings
-    lock = clip_lock(folder, name, run_id)
+    lock = output_lock(folder, name, run_id)
     if not lock.try_acquire():
         if not wait:
             return "busy"
