@@ -14,7 +14,8 @@ version of the mp4 are deleted (with their analysis) before it is embedded again
 the analysis of the ones they replace (X_analysis.json, X_diagnostics.png, X_distance.npy, X_autocorr.npy).
 A clip whose decoding or embedding kills the process (a decoder's segfault, a CUDA abort, the OOM killer)
 is counted in the output folder's .attempts/ and left out, with one line, by the rerun after 1 +
---max-retries such deaths in a row, until --retry-failed (egoclean.attempts).
+--max-retries such deaths in a row, until --retry-failed (egoclean.attempts). Two runs on one folder at once
+embed each clip once: each clip is embedded under its lock in the output folder's .locks/.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from egoclean.errors import EgoCleanError, InputError, VideoError
 from egoclean.files import check_can_create, remove_dead_partials, remove_files, save_npy, write_json
 from egoclean.hwdecode import iter_rgb_tensors, pick_decoder
 from egoclean.layout import DEFAULT_FOLDER, analysis_paths, embedding_paths, list_clips
+from egoclean.locks import FileLock, new_run_id, output_lock
 from egoclean.progress import Progress, terminal_progress
 from egoclean.video import Feeder, Frame, VideoInfo, converted, iter_frames, packed_array, prefetch, probe
 from egoclean.yuv_torch import Planes, frame_rgb
@@ -329,7 +331,10 @@ class StreamingClipEncoder:
         info = probe(video_path, remedy=REMAKE_CLIP)
         facts = clip_facts(video_path, info, self.encoder, self.settings) | {"frames_from": "one pass"}
         paths = embedding_paths(video_path, out_dir)
-        return save_clip_embeddings(video_path, info, paths, facts, result, batch_size)
+        # Called inside phase 1's lock on the mp4; phase 2 never waits for that one while holding this one,
+        # so two runs cannot wait for each other. Its outputs are not mixed with a phase-2 run's.
+        with embedding_lock(paths[0]):
+            return save_clip_embeddings(video_path, info, paths, facts, result, batch_size)
 
     def abort(self) -> None:
         self._feeder.abort()
@@ -382,7 +387,11 @@ def encode_clips(
     A clip that fails does not stop the others. One whose embedding kills the process (a crash in the
     decoder or the model, the OOM killer) ends the run; the deaths are counted in the output folder, and
     the rerun after 1 + max_retries of them in a row leaves the clip out with a failure line, until
-    retry_failed forgets them (encode_clip's attempt_limit)."""
+    retry_failed forgets them (encode_clip's attempt_limit).
+
+    Safe to run twice at once on one folder: each clip is embedded under its own lock (embedding_lock); a
+    clip another run holds is left until the others are done, then waited for and checked again (the other
+    run has most likely embedded it: then it is skipped). Results and failures come in the clips' order."""
     progress = progress or Progress()
     if out_dir is not None:
         check_can_create(out_dir)  # before the model loads and the first clip is embedded
@@ -396,36 +405,93 @@ def encode_clips(
     progress.log(
         f"model {settings.model} ({kind}) on {encoder.device}, {str(encoder.dtype).removeprefix('torch.')}"
     )
-    results, failures = [], []
-    for clip in clips:
+    run_id, limit = new_run_id(), 1 + max_retries
+    outcomes: dict[int, EncodeResult | str] = {}
+    busy = []
+    for number, clip in enumerate(clips):
+        outcome = embed_in_turn(clip, encoder, settings, out_dir, progress, limit, retry_failed, run_id)
+        if outcome is None:
+            busy.append(number)  # another run is embedding it: come back once the rest is done
+        else:
+            outcomes[number] = outcome
+    for number in busy:
+        outcome = embed_in_turn(
+            clips[number], encoder, settings, out_dir, progress, limit, retry_failed, run_id, True
+        )
+        assert outcome is not None  # a wait ends holding the lock
+        outcomes[number] = outcome
+    in_order = [outcomes[number] for number in sorted(outcomes)]  # the clips' order, busy ones included
+    return [o for o in in_order if isinstance(o, EncodeResult)], [o for o in in_order if isinstance(o, str)]
+
+
+def embedding_lock(emb_path: Path, run_id: str | None = None) -> FileLock:
+    """Held while one run embeds a clip into `emb_path` (its X_emb.npy), from the resume check to the last
+    write: two runs on one folder never embed the same clip at once (egoclean.locks.output_lock, named after
+    the embeddings: phase 1's lock on the same clip, named after its mp4, is another)."""
+    return output_lock(emb_path.parent, emb_path.name, run_id)
+
+
+def embed_in_turn(
+    clip: Path,
+    encoder: Encoder,
+    settings: EncodeSettings,
+    out_dir: Path | None,
+    progress: Progress,
+    attempt_limit: int,
+    retry_failed: bool,
+    run_id: str,
+    found_busy: bool = False,
+) -> EncodeResult | str | None:
+    """encode_clips' step for one clip: encode_clip holding the clip's embedding_lock, said on `progress`.
+    Returns the result, the error line of a clip that failed, or None when another run holds the lock.
+    found_busy: another run held it before; wait for it, then check again whether it is still to be done
+    (the other run has most likely embedded it: then it is skipped, and the log line says so)."""
+    emb_path = embedding_paths(clip, out_dir)[0]
+    lock = embedding_lock(emb_path, run_id)
+    if not lock.try_acquire():
+        if not found_busy:
+            return None
+        holder = lock.holder() or {}
+        progress.log(f"{clip}: run {holder.get('run_id')} is embedding it; waiting")
+        lock.acquire()
+    try:
+        if retry_failed:  # under the lock: another run's attempt in progress keeps its mark
+            clear_attempts(embedding_mark(emb_path))
         bar = progress.frames_bar(f"embed {clip.name}", None)
         last = 0
 
-        def on_batch(done: int, total: int, bar: Callable[[int], None] = bar) -> None:
+        def on_batch(done: int, total: int) -> None:
             nonlocal last
             bar(done - last)
             last = done
 
-        if retry_failed:
-            clear_attempts(embedding_mark(embedding_paths(clip, out_dir)[0]))
-        try:
-            result = encode_clip(clip, encoder, settings, out_dir, on_batch, 1 + max_retries)
-        except (EgoCleanError, ValueError) as err:
-            failures.append(str(err))
-            progress.error(str(err))
-            continue
-        results.append(result)
-        if result.skipped:
-            made = json.loads(result.json_path.read_text()).get("frames_from") == "one pass"
-            how = "embedded in one pass with phase 1, kept" if made else "outputs match the settings, skipped"
-            progress.log(f"{clip}: {how} ({result.n_windows} windows; --force redoes)")
-        else:
-            facts = json.loads(result.json_path.read_text())
-            progress.log(
-                f"{clip}: {result.n_windows} windows of {facts['window']} frames, from {facts['n_frames']}"
-                f" ({facts['dropped_tail_frames']} tail frames dropped) -> {result.emb_path}"
-            )
-    return results, failures
+        result = encode_clip(clip, encoder, settings, out_dir, on_batch, attempt_limit)
+        line = result_line(result, found_busy)  # from the sidecar, before another run may replace it
+    except (EgoCleanError, ValueError) as err:
+        progress.error(str(err))
+        return str(err)
+    finally:
+        lock.release()
+    progress.log(f"{clip}: {line}")
+    return result
+
+
+def result_line(result: EncodeResult, by_another_run: bool) -> str:
+    """What became of a clip, after its name. by_another_run: the clip's lock was held by another run
+    when this one first came to it."""
+    facts = json.loads(result.json_path.read_text())
+    if not result.skipped:
+        return (
+            f"{result.n_windows} windows of {facts['window']} frames, from {facts['n_frames']}"
+            f" ({facts['dropped_tail_frames']} tail frames dropped) -> {result.emb_path}"
+        )
+    if by_another_run:
+        how = "embedded by another run meanwhile, skipped"
+    elif facts.get("frames_from") == "one pass":
+        how = "embedded in one pass with phase 1, kept"
+    else:
+        how = "outputs match the settings, skipped"
+    return f"{how} ({result.n_windows} windows; --force redoes)"
 
 
 def build_parser() -> argparse.ArgumentParser:

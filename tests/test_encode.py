@@ -28,6 +28,9 @@ from VJEPA.settings import EncodeSettings as Settings
 
 REPO = Path(__file__).resolve().parents[1]
 WINDOW, STRIDE_S = 8, 0.5  # 15-frame stride on the 30 fps test clip
+# What a run leaves in its output folder even when it makes nothing: its crash counts and its locks (kept,
+# as phase 1 keeps them: deleting a lock file another run may be waiting on is a race)
+BOOKKEEPING = {".attempts", ".locks"}
 
 
 @pytest.fixture(scope="module")
@@ -211,6 +214,7 @@ def test_cli_bad_clips_one_line_each_and_good_clip_done(test_clip, tiny_model_di
     assert other.read_bytes() == b"earlier output"
     assert sorted(p.name for p in out.iterdir()) == [
         ".attempts",  # attempts at embedding a clip whose process died (none did; kept, as phase 1 keeps it)
+        ".locks",  # one lock per clip (kept, as phase 1 keeps them: deleting a lock file is a race)
         "clip_emb.json",
         "clip_emb.npy",
         "clip_ts.npy",
@@ -225,7 +229,9 @@ def test_cli_single_bad_clip(case, tiny_model_dir, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
     assert len(err) == 1 and err[0].startswith("error: ") and clip.name in err[0]
-    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+    assert not (tmp_path / "out").exists() or not any(
+        p.name not in BOOKKEEPING for p in (tmp_path / "out").iterdir()
+    )
 
 
 def test_model_with_mismatched_crop_is_refused(tiny_model_dir, test_clip, tmp_path, capsys):
@@ -286,7 +292,7 @@ def test_truncated_clip_is_refused_not_embedded(tmp_path, tiny_model_dir, capsys
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "cut.mp4" in err[0] and "container says 120" in err[0], err
     assert err[0].endswith(REMAKE_CLIP), "phase 1 makes it again"
-    assert not out.exists() or not any(p.name != ".attempts" for p in out.iterdir())
+    assert not out.exists() or not any(p.name not in BOOKKEEPING for p in out.iterdir())
 
 
 def test_a_rectified_clip_that_breaks_off_mid_decode_says_to_rerun_phase_1(tmp_path, tiny_model_dir, capsys):
@@ -321,7 +327,7 @@ def test_ctrl_c_is_one_line_and_exit_130(test_clip, tiny_model_dir, tmp_path, ca
     code = main([str(test_clip), "--model", str(tiny_model_dir), "--window", "8", "--out", str(tmp_path)])
     err = capsys.readouterr().err
     assert code == 130 and "Traceback" not in err and err.strip().startswith("interrupted:")
-    assert [p.name for p in tmp_path.iterdir()] == [".attempts"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(BOOKKEEPING)
     assert not any((tmp_path / ".attempts").iterdir()), "Ctrl-C is not a death: nothing is counted"
 
 
