@@ -415,10 +415,11 @@ def encode_clips(
         else:
             outcomes[number] = outcome
     for number in busy:
+        clip = clips[number]
         outcome = embed_in_turn(
-            clips[number], encoder, settings, out_dir, progress, limit, retry_failed, run_id, True
+            clip, encoder, settings, out_dir, progress, limit, retry_failed, run_id, found_busy=True
         )
-        assert outcome is not None  # a wait ends holding the lock
+        assert outcome is not None  # found_busy waits for the lock: never None
         outcomes[number] = outcome
     in_order = [outcomes[number] for number in sorted(outcomes)]  # the clips' order, busy ones included
     return [o for o in in_order if isinstance(o, EncodeResult)], [o for o in in_order if isinstance(o, str)]
