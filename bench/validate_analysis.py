@@ -59,7 +59,9 @@ REPO = Path(__file__).resolve().parents[1]
 DIM = 256
 METHODS = {
     # the rules before issue 9: also without the lasting-change test of change points (2026-12-07)
-    "baseline": StructureParams(anomaly_method="nearest", boundary_method="grid", change_max_return=1.0),
+    "baseline": StructureParams(
+        anomaly_method="nearest", boundary_method="grid", change_max_return=1.0, free_order_min=1.0
+    ),
     "new": StructureParams(),
 }
 

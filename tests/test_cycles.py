@@ -145,3 +145,27 @@ def test_cycle_starts_of_two_kinds_in_random_order_are_found(fraction_b: float, 
     assert result.period.period_s is not None
     recall_a, recall_b = _recall_by_type(result.boundaries_s, sub_starts, type_b)
     assert recall_a >= 0.75 and recall_b >= 0.7, (recall_a, recall_b)
+
+
+@pytest.mark.parametrize(("seed", "shared"), [(950, False), (953, False), (952, True)])
+def test_cycle_starts_of_two_kinds_without_a_period_are_where_the_order_is_free(
+    seed: int, shared: bool
+) -> None:
+    """Two kinds of cycle 50/50 with no reliable period: the reported starts are the content changes
+    after which any cycle may follow (before: every peak of d above robust_z, a third of the starts)."""
+    emb, sub_starts, type_b = se.two_type_cycles(1200, 256, 0.7, seed=seed, fraction_b=0.5, shared=shared)
+    result = analyze(emb, se.timestamps(1200))
+    assert result.period.period_s is None
+    recall_a, recall_b = _recall_by_type(result.boundaries_s, sub_starts, type_b)
+    assert recall_a >= 0.9 and recall_b >= 0.9, (recall_a, recall_b)
+    assert len(result.boundaries_s) <= 1.2 * len(sub_starts)  # not every sub-action change
+    old = analyze(emb, se.timestamps(1200), StructureParams(free_order_min=1.0))
+    assert sum(_recall_by_type(old.boundaries_s, sub_starts, type_b)) < 1.0
+
+
+def test_no_order_no_free_order_starts() -> None:
+    """Activities in random order and noise show no order: their starts stay the peaks of d."""
+    for emb in (se.activity_sequence(1200, 256, 8, 0.7, seed=900), se.pure_noise(300, 64, seed=700)):
+        ts = se.timestamps(len(emb))
+        on, off = analyze(emb, ts), analyze(emb, ts, StructureParams(free_order_min=1.0))
+        assert on.period.period_s is None and on.boundaries_s == off.boundaries_s

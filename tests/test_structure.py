@@ -19,7 +19,7 @@ from VJEPA.structure import (
     self_similarity,
     typical_dissimilarity,
 )
-from VJEPA.structure.segments import lasting_changes
+from VJEPA.structure.segments import free_order_starts, lasting_changes
 
 # ---------------------------------------------------------------- definitions vs direct loops
 
@@ -289,3 +289,35 @@ def test_cycles_of_two_kinds_in_random_order_are_no_change_of_activity(
     assert analyze(emb, ts).change_points_s == []
     if fraction_b < 0.5:  # the peaks are there: every one is a passing interruption
         assert len(analyze(emb, ts, StructureParams(change_max_return=1.0)).change_points_s) >= 5
+
+
+def _cycles_of_kinds(
+    kinds: list[int], windows: int = 6, dim: int = 64
+) -> tuple[np.ndarray, np.ndarray, set[int]]:
+    """Unit rows of cycles in the given order, kind 0 = sub-actions (0, 1, 2), kind 1 = (3, 4, 5, 6), each
+    sub-action `windows` windows of its prototype plus noise 0.3 of its norm; (u, every sub-action change
+    as an index into d, the cycle starts among them)."""
+    rng = np.random.default_rng(5)
+    prototypes = rng.standard_normal((7, dim))
+    rows, changes, starts, at = [], [], set(), 0
+    for kind in kinds:
+        for phase, k in enumerate((0, 1, 2) if kind == 0 else (3, 4, 5, 6)):
+            if at > 0:
+                changes.append(at - 1)  # d[at - 1]: the change into window `at`
+                if phase == 0:
+                    starts.add(at - 1)
+            rows.append(prototypes[k] + rng.standard_normal((windows, dim)) * 0.3)
+            at += windows
+    return normalize_rows(np.concatenate(rows)), np.array(changes), starts
+
+
+def test_free_order_starts_are_where_any_cycle_may_follow() -> None:
+    """Inside a cycle one sub-action always follows another; at a cycle start the order is free."""
+    kinds = np.random.default_rng(1).integers(0, 2, 40).tolist()
+    u, changes, starts = _cycles_of_kinds(kinds)
+    kept = free_order_starts(u, changes, 2, 5, 0.3, 0.1)
+    interior = {int(i) for i in changes[(changes >= 3) & (changes <= len(u) - 6)]}  # with context
+    assert set(kept.tolist()) == starts & interior
+    # one kind only: every change is in a fixed order, none is free
+    u, changes, _ = _cycles_of_kinds([0] * 40)
+    assert len(free_order_starts(u, changes, 2, 5, 0.3, 0.1)) == 0

@@ -24,7 +24,13 @@ from .cycles import cycle_spans, cycle_table
 from .params import StructureParams
 from .period import detect_period, period_lag_range
 from .results import AnomalySpan, ClipAnalysis, PeriodEstimate, RepeatSpan
-from .segments import cycle_starts, lasting_changes, repeating_windows, tracked_cycle_starts
+from .segments import (
+    cycle_starts,
+    free_order_starts,
+    lasting_changes,
+    repeating_windows,
+    tracked_cycle_starts,
+)
 from .signals import (
     autocorr_centred,
     centre,
@@ -191,6 +197,34 @@ def cycles_per_segment(
     return starts_found, spans, repeats
 
 
+def no_period_starts(
+    u: np.ndarray,
+    distance: np.ndarray,
+    peaks: np.ndarray,
+    gap: int,
+    stride_s: float,
+    recurrent: bool,
+    params: StructureParams,
+) -> np.ndarray:
+    """The cycle starts of a clip without a period in any segment (indices into `distance` [N-1]): the
+    peaks of d where the order of content is free (`free_order_starts`: cycles of several kinds in no
+    fixed order open there), weighed among the peaks above free_order_z. A cycle holds at least two
+    sub-actions, so at most half of the content changes open one: when more than half are free, the clip
+    shows no order (activities in random order; noise, where the like relation finds "free" at random),
+    and the starts are `peaks`, the peaks of d above robust_z, as when none is free, when the content does
+    not recur (`recurrent`: the recurrence rule's test; a slow random walk's neighbouring peaks are alike
+    on both sides and read as fixed order) or when the test is off (free_order_min = 1): the content
+    changes are then all the clip shows of its structure."""
+    if params.free_order_min >= 1 or not recurrent:
+        return peaks
+    candidates, _ = robust_peaks(distance, params.free_order_z, gap)
+    place_gap = max(1, round(params.anomaly_place_gap_s / stride_s))
+    free = free_order_starts(
+        u, candidates, gap, place_gap, params.anomaly_match_factor, params.free_order_min
+    )
+    return free if 0 < len(free) <= len(candidates) / 2 else peaks
+
+
 def analyze_one(
     u: np.ndarray,
     ts: np.ndarray,
@@ -249,7 +283,11 @@ def analyze_one(
     starts_found, spans, repeats = cycles_per_segment(
         u, ts, distance, normal, period, edges, boundary_threshold, params
     )
-    boundary_idx = np.concatenate(starts_found) if starts_found else peaks
+    if starts_found:
+        boundary_idx = np.concatenate(starts_found)
+    else:
+        recurrent = found.recurrence is not None and found.recurrence.recurrent
+        boundary_idx = no_period_starts(u, distance, peaks, gap, stride_s, recurrent, params)
     cycles = cycle_table([u], [ts], [stride_s], [spans])[0]
 
     thresholds = {

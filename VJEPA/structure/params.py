@@ -53,6 +53,20 @@ class StructureParams:
         low_open=True,
     )
     boundary_min_gap_s: float = setting(2.0, "boundaries closer than this (s) are merged", low=0)
+    free_order_min: float = setting(
+        0.1,  # measured: ~0.2 (80/20) to ~0.5 (50/50) at two kinds' cycle starts, ~0 inside (RESULTS.md)
+        "without a period: a peak of the consecutive distance is a cycle start only where the order of "
+        "content is free, when more than this fraction of the peaks with like content before it have other "
+        "content after it, and the other way round (1: off: every peak above robust_z, as before)",
+        low=0,
+        high=1,
+    )
+    free_order_z: float = setting(
+        1.0,
+        "without a period: the peaks of the consecutive distance weighed by that test rise this many robust "
+        "standard deviations above the median (below robust_z: the test does the choosing)",
+        low=0,
+    )
     change_halfwidth_s: float = setting(
         10.0,
         "a change point compares the average content this long (s) before and after",

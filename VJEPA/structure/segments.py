@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import uniform_filter1d
 
-from .signals import robust_location_scale, runs
+from .signals import normalize_rows, robust_location_scale, runs
 
 
 def cycle_starts(
@@ -88,6 +88,47 @@ def lasting_changes(
         if not any(f > max_return for f in back):  # NaN (nothing to judge by) keeps the change
             kept.append(int(i))
     return np.array(kept, dtype=np.int64)
+
+
+def _like(x: np.ndarray, at: np.ndarray, gap: int, factor: float) -> np.ndarray:
+    """[K, K] bool: row j is like row i (x [K, D] unit rows, at [K] their window indices) when
+    x_i . x_j >= b - factor (b - m), b the best similarity of row i to a row more than `gap` windows away,
+    m = x_i . mean(x): the like relation of the recurrence rule. Rows within `gap` windows of each other
+    (one place: the content around them overlaps, or drifts slowly) are never alike."""
+    far = np.abs(at[:, None] - at[None, :]) > gap
+    sims = np.where(far, x @ x.T, -np.inf)
+    best = sims.max(axis=1, initial=-np.inf)
+    mean_similarity = x @ x.mean(axis=0)
+    return far & (sims >= (best - factor * (best - mean_similarity))[:, None])
+
+
+def free_order_starts(
+    u: np.ndarray, peaks: np.ndarray, context_windows: int, place_gap: int, factor: float, min_free: float
+) -> np.ndarray:
+    """The peaks of the consecutive distance (indices i into d [N-1]: a change into window i+1) at which
+    the order of the content is free: the cycle starts of a clip whose cycles are of more than one kind
+    in no fixed order. Inside a cycle one sub-action always follows another; at a cycle start, whatever
+    ended the last cycle is followed by whatever opens the next. For each peak, the content before it
+    (the mean of `context_windows` windows, leaving out the window next to the change, which blends both
+    sides) and after it; among the other peaks more than `place_gap` windows away with like content
+    before (`_like`), the fraction with other content after, and the same the other way round. Kept when
+    both fractions exceed `min_free`; a peak without context in the clip, or without a like peak on a
+    side, is not kept. u [N, D] unit rows; returns indices into d, ascending."""
+    n, skip = len(u), 1
+    peaks = np.asarray(peaks, dtype=np.int64)
+    peaks = peaks[(peaks - skip - context_windows + 1 >= 0) & (peaks + 1 + skip + context_windows <= n)]
+    if len(peaks) < 2:
+        return np.zeros(0, dtype=np.int64)
+    before = np.stack([u[i - skip - context_windows + 1 : i - skip + 1].mean(axis=0) for i in peaks])
+    after = np.stack([u[i + 1 + skip : i + 1 + skip + context_windows].mean(axis=0) for i in peaks])
+    like_before = _like(normalize_rows(before), peaks, place_gap, factor)
+    like_after = _like(normalize_rows(after), peaks, place_gap, factor)
+    free = []
+    for like_here, like_there in ((like_before, like_after), (like_after, like_before)):
+        partners = like_here.sum(axis=1)
+        others = (like_here & ~like_there).sum(axis=1)  # like on this side, other on that side
+        free.append(np.where(partners > 0, others / np.maximum(partners, 1), 0.0))
+    return peaks[(free[0] > min_free) & (free[1] > min_free)]
 
 
 def repeating_windows(
