@@ -10,7 +10,7 @@ from scipy.ndimage import uniform_filter1d
 
 from .params import StructureParams
 from .results import AnomalySpan
-from .signals import robust_location_scale, runs
+from .signals import like_threshold, robust_location_scale, runs
 
 
 def best_matches(
@@ -185,7 +185,7 @@ def distinct_places(
         row_idx = rows[block]
         sim = u[row_idx] @ u.T  # [B, N]
         best = _best_elsewhere(sim, row_idx, clip_ids, ts, exclusion_s)
-        threshold = np.maximum(best - match_factor * (best - typical[block]), floor[block])
+        threshold = np.maximum(like_threshold(best, typical[block], match_factor), floor[block])
         match = sim >= threshold[:, None]
         match[np.arange(len(row_idx)), row_idx] = True
         del sim

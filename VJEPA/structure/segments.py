@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import uniform_filter1d
 
-from .signals import normalize_rows, robust_location_scale, runs
+from .signals import like_threshold, normalize_rows, robust_location_scale, runs
 
 
 def cycle_starts(
@@ -64,7 +64,7 @@ def returning_fraction(
     if not judged.any():
         return float("nan")
     b, m = best[0][judged], mean_similarity[judged]
-    return float(np.mean(best[1][judged] >= b - factor * (b - m)))
+    return float(np.mean(best[1][judged] >= like_threshold(b, m, factor)))
 
 
 def lasting_changes(
@@ -99,7 +99,7 @@ def _like(x: np.ndarray, at: np.ndarray, gap: int, factor: float) -> np.ndarray:
     sims = np.where(far, x @ x.T, -np.inf)
     best = sims.max(axis=1, initial=-np.inf)
     mean_similarity = x @ x.mean(axis=0)
-    return far & (sims >= (best - factor * (best - mean_similarity))[:, None])
+    return far & (sims >= like_threshold(best, mean_similarity, factor)[:, None])
 
 
 def free_order_starts(

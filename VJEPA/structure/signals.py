@@ -30,6 +30,14 @@ def normalize_rows(emb: np.ndarray) -> np.ndarray:
     return scaled / np.linalg.norm(scaled, axis=1, keepdims=True)
 
 
+def like_threshold(best: np.ndarray, mean_similarity: np.ndarray, factor: float) -> np.ndarray:
+    """The like relation of the recurrence rule (docs/METHODS.md section 5b), one definition for every rule
+    that asks whether content comes back: window j is like window i when S[i, j] >= this, with best = b_i,
+    i's best similarity among the candidates, mean_similarity = m_i = u_i . mean(u): b_i - factor (b_i - m_i),
+    a threshold relative to the window's own scale (a noisier window is less similar to everything)."""
+    return best - factor * (best - mean_similarity)
+
+
 def consecutive_distance(emb: np.ndarray) -> np.ndarray:
     """[N, D] -> [N-1]: d[i] = 1 - cos(e_i, e_{i+1}), attributed to ts[i+1]."""
     u = normalize_rows(emb)
