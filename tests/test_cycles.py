@@ -163,9 +163,27 @@ def test_cycle_starts_of_two_kinds_without_a_period_are_where_the_order_is_free(
     assert sum(_recall_by_type(old.boundaries_s, sub_starts, type_b)) < 1.0
 
 
+@pytest.mark.parametrize(("seed", "shared"), [(950, False), (952, True)])
+def test_cycles_of_two_kinds_without_a_period_are_cut_at_the_free_order_starts(
+    seed: int, shared: bool
+) -> None:
+    """Two kinds of cycle 50/50 with no reliable period: the cycle table holds the cycles between the
+    free-order starts (before: none, though the starts were right)."""
+    emb, sub_starts, _ = se.two_type_cycles(1200, 256, 0.7, seed=seed, fraction_b=0.5, shared=shared)
+    result = analyze(emb, se.timestamps(1200))
+    assert result.period.period_s is None
+    lengths = np.diff(sub_starts[:, 0])
+    lengths = lengths[~np.isnan(lengths)]  # the cycles wholly inside the clip
+    summary = duration_summary(result.cycles)
+    assert result.n_cycles == pytest.approx(len(lengths), rel=0.2)
+    assert summary["median"] == pytest.approx(lengths.mean(), rel=0.2)
+
+
 def test_no_order_no_free_order_starts() -> None:
-    """Activities in random order and noise show no order: their starts stay the peaks of d."""
+    """Activities in random order and noise show no order: their starts stay the peaks of d, which are
+    content changes, not cycle starts: no cycle table."""
     for emb in (se.activity_sequence(1200, 256, 8, 0.7, seed=900), se.pure_noise(300, 64, seed=700)):
         ts = se.timestamps(len(emb))
         on, off = analyze(emb, ts), analyze(emb, ts, StructureParams(free_order_min=1.0))
         assert on.period.period_s is None and on.boundaries_s == off.boundaries_s
+        assert on.cycles == []

@@ -183,7 +183,7 @@ def cycles_per_segment(
             seg_starts = lo + cycle_starts(distance[lo : hi - 1], lag, boundary_threshold, valid[lo : hi - 1])
             longest = 1.5 * lag
         starts_found.append(seg_starts)
-        spans += [(a, b) for a, b in cycle_spans(seg_starts + 1, longest) if normal[a : b + 1].all()]
+        spans += cycle_spans(seg_starts + 1, longest, normal)
         p, seg_x = round(lag), centre(u[lo:hi], seg_mask)
         if p >= hi - lo:
             continue
@@ -205,10 +205,12 @@ def no_period_starts(
     stride_s: float,
     recurrent: bool,
     params: StructureParams,
-) -> np.ndarray:
-    """The cycle starts of a clip without a period in any segment (indices into `distance` [N-1]): the
-    peaks of d where the order of content is free (`free_order_starts`: cycles of several kinds in no
-    fixed order open there), weighed among the peaks above free_order_z. A cycle holds at least two
+) -> tuple[np.ndarray, bool]:
+    """The cycle starts of a clip without a period in any segment (indices into `distance` [N-1]), and
+    whether they are where the order of content is free (else the peaks of d: content changes, which
+    need not open a cycle, so no cycle is cut between them). The starts: the peaks of d where the order
+    of content is free (`free_order_starts`: cycles of several kinds in no fixed order open there),
+    weighed among the peaks above free_order_z. A cycle holds at least two
     sub-actions, so at most half of the content changes open one: when more than half are free, the clip
     shows no order (activities in random order; noise, where the like relation finds "free" at random),
     and the starts are `peaks`, the peaks of d above robust_z, as when none is free, when the content does
@@ -216,13 +218,34 @@ def no_period_starts(
     on both sides and read as fixed order) or when the test is off (free_order_min = 1): the content
     changes are then all the clip shows of its structure."""
     if params.free_order_min >= 1 or not recurrent:
-        return peaks
+        return peaks, False
     candidates, _ = robust_peaks(distance, params.free_order_z, gap)
     place_gap = max(1, round(params.anomaly_place_gap_s / stride_s))
     free = free_order_starts(
         u, candidates, gap, place_gap, params.anomaly_match_factor, params.free_order_min
     )
-    return free if 0 < len(free) <= len(candidates) / 2 else peaks
+    if 0 < len(free) <= len(candidates) / 2:
+        return free, True
+    return peaks, False
+
+
+# Without a period, the longest cycle cut between free-order starts, in median start spacings. The
+# kinds differ in length and the median spacing may sit at the shorter one (two kinds of 20 s and 30 s
+# +-15% 50/50, the 5 no-period clips: median spacing 21-23 s, longest true cycle 33-34 s, 1.5-1.6
+# medians; 1.5, the grid rule's bound in periods, dropped 1-8 cycles of up to 35 s a clip). A span of
+# more than two median spacings is not one cycle unless the kinds differ by more than twice: it runs over
+# a missed start (or a pause) and would stretch the durations.
+FREE_ORDER_LONGEST = 2.0
+
+
+def free_order_spans(starts: np.ndarray, normal: np.ndarray) -> list[tuple[int, int]]:
+    """The cycles of a clip without a period whose starts (indices into d [N-1], ascending) are where the
+    order of content is free: between consecutive starts, at most FREE_ORDER_LONGEST median spacings
+    long, of normal windows only (`cycle_spans`)."""
+    if len(starts) < 2:
+        return []
+    longest = FREE_ORDER_LONGEST * float(np.median(np.diff(starts)))
+    return cycle_spans(starts + 1, longest, normal)
 
 
 def analyze_one(
@@ -287,7 +310,9 @@ def analyze_one(
         boundary_idx = np.concatenate(starts_found)
     else:
         recurrent = found.recurrence is not None and found.recurrence.recurrent
-        boundary_idx = no_period_starts(u, distance, peaks, gap, stride_s, recurrent, params)
+        boundary_idx, free_order = no_period_starts(u, distance, peaks, gap, stride_s, recurrent, params)
+        if free_order:  # the starts open cycles (not so the peaks of d: sub-action changes)
+            spans = free_order_spans(boundary_idx, normal)
     cycles = cycle_table([u], [ts], [stride_s], [spans])[0]
 
     thresholds = {

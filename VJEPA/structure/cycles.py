@@ -54,9 +54,14 @@ def medoid_cycle(sequences: Sequence[np.ndarray]) -> int:
     return int(np.argmax(np.einsum("krd,rd->k", resampled, mean)))
 
 
-def cycle_spans(starts: np.ndarray, max_windows: float) -> list[tuple[int, int]]:
-    """(first, last window) of each cycle: consecutive starts (window indices) 2 to max_windows apart."""
-    return [(int(a), int(b) - 1) for a, b in itertools.pairwise(starts) if 2 <= b - a <= max_windows]
+def cycle_spans(starts: np.ndarray, max_windows: float, normal: np.ndarray) -> list[tuple[int, int]]:
+    """(first, last window) of each cycle: consecutive starts (window indices) 2 to max_windows apart whose
+    windows are all normal (normal [N] bool: a span touching an anomaly is no typical cycle)."""
+    return [
+        (int(a), int(b) - 1)
+        for a, b in itertools.pairwise(starts)
+        if 2 <= b - a <= max_windows and normal[a:b].all()
+    ]
 
 
 def cycle_table(
